@@ -1,0 +1,126 @@
+"""The acoustic model: normalized log-mel -> frame stacking -> unidirectional GRU stack -> CTC logits."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+from torch import nn
+
+from .features import N_MELS, FeatureNormalizer
+from .tokenizer import DEFAULT_VOCAB, Tokenizer
+
+
+@dataclass
+class ModelConfig:
+    n_mels: int = N_MELS
+    stack: int = 3  # frames stacked (and subsampled): 3 x 10 ms -> one 30 ms step
+    hidden: int = 320
+    layers: int = 4
+    dropout: float = 0.1
+    rnn: str = "gru"  # "lstm" exists only to measure the GRU-vs-LSTM claim
+    vocab: list[str] = field(default_factory=lambda: list(DEFAULT_VOCAB))
+
+
+State = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
+
+
+class AcousticModel(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.tokenizer = Tokenizer(config.vocab)
+        self.normalizer = FeatureNormalizer(config.n_mels)
+        self.input = nn.Sequential(nn.Linear(config.n_mels * config.stack, config.hidden), nn.ReLU())
+        rnn_cls = {"gru": nn.GRU, "lstm": nn.LSTM}[config.rnn]
+        self.rnn = rnn_cls(config.hidden, config.hidden, num_layers=config.layers, batch_first=True,
+                           dropout=config.dropout if config.layers > 1 else 0.0)
+        self.head = nn.Linear(config.hidden, len(config.vocab))
+
+    @property
+    def frame_shift(self) -> float:
+        """Seconds of audio per output step."""
+        return 0.01 * self.config.stack
+
+    def forward(
+        self, features: torch.Tensor, lengths: Optional[torch.Tensor] = None, state: Optional[State] = None
+    ) -> tuple[torch.Tensor, torch.Tensor, State]:
+        """features (B, T, n_mels) raw log-mel; returns logits (B, T // stack, V), their lengths, new state.
+
+        Trailing frames that do not fill a whole stack are ignored; the streaming runner keeps them
+        for the next chunk instead.
+        """
+        b, t, _ = features.shape
+        s = self.config.stack
+        steps = t // s
+        if lengths is None:
+            lengths = torch.full((b,), t, dtype=torch.long)
+        out_lengths = torch.div(lengths, s, rounding_mode="floor")
+        x = self.normalizer(features[:, : steps * s]).reshape(b, steps, s * self.config.n_mels)
+        x = self.input(x)
+        if steps == 0:
+            return x.new_zeros(b, 0, len(self.config.vocab)), out_lengths, self._initial_state(b, x) if state is None else state
+        if b > 1 and bool((out_lengths != steps).any()):
+            # Packing makes the returned state the one after each utterance's own last step.
+            packed = nn.utils.rnn.pack_padded_sequence(x, out_lengths.clamp(min=1).cpu(), batch_first=True,
+                                                       enforce_sorted=False)
+            out, state = self.rnn(packed, state)
+            out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=steps)
+        else:
+            out, state = self.rnn(x, state)
+        return self.head(out), out_lengths, state
+
+    def _initial_state(self, batch: int, like: torch.Tensor) -> State:
+        h = like.new_zeros(self.config.layers, batch, self.config.hidden)
+        return (h, h.clone()) if self.config.rnn == "lstm" else h
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def checkpoint(self) -> dict:
+        """Everything needed to rebuild the model: config, vocabulary, normalization stats, weights."""
+        return {"config": dataclasses.asdict(self.config),
+                "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()}}
+
+    def save(self, path: Union[str, Path]) -> None:
+        atomic_torch_save(self.checkpoint(), path)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict) -> "AcousticModel":
+        model = cls(ModelConfig(**ckpt["config"]))
+        state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+        model.load_state_dict(state)
+        return model.eval()
+
+    @classmethod
+    def load(cls, path: Union[str, Path]) -> "AcousticModel":
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: model file not found") from None
+        except Exception as e:  # pickle/zip errors carry long messages; one line is enough
+            raise ValueError(f"{path}: not a valid asr model checkpoint ({type(e).__name__})") from None
+        if isinstance(ckpt, dict) and "model" in ckpt and "config" not in ckpt:
+            ckpt = ckpt["model"]  # a training checkpoint also holds optimizer state etc.
+        if not isinstance(ckpt, dict) or "config" not in ckpt:
+            raise ValueError(f"{path}: not an asr model checkpoint")
+        return cls.from_checkpoint(ckpt)
+
+
+def atomic_torch_save(obj: object, path: Union[str, Path]) -> None:
+    """Write to a temp file in the same folder, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
