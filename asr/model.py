@@ -69,8 +69,12 @@ class AcousticModel(nn.Module):
             # Packing makes the returned state the one after each utterance's own last step.
             packed = nn.utils.rnn.pack_padded_sequence(x, out_lengths.clamp(min=1).cpu(), batch_first=True,
                                                        enforce_sorted=False)
-            out, state = self.rnn(packed, state)
+            initial = self._initial_state(b, x) if state is None else state
+            out, state = self.rnn(packed, initial)
             out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=steps)
+            empty = out_lengths == 0
+            if bool(empty.any()):  # packing needs >= 1 step; an empty utterance keeps its incoming state
+                state = _select_state(empty, initial, state)
         else:
             out, state = self.rnn(x, state)
         return self.head(out), out_lengths, state
@@ -110,6 +114,13 @@ class AcousticModel(nn.Module):
         if not isinstance(ckpt, dict) or "config" not in ckpt:
             raise ValueError(f"{path}: not an asr model checkpoint")
         return cls.from_checkpoint(ckpt)
+
+
+def _select_state(mask: torch.Tensor, a: State, b: State) -> State:
+    """Per batch entry: `a` where mask is true, else `b` (state tensors are (layers, batch, hidden))."""
+    if isinstance(a, tuple):
+        return tuple(torch.where(mask[None, :, None], x, y) for x, y in zip(a, b))
+    return torch.where(mask[None, :, None], a, b)
 
 
 def atomic_torch_save(obj: object, path: Union[str, Path]) -> None:

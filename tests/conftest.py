@@ -52,3 +52,65 @@ def tiny_corpus(tmp_path_factory) -> Path:
     """Two speakers, six utterances, LibriSpeech layout."""
     root = tmp_path_factory.mktemp("librispeech") / "train-tiny"
     return write_librispeech_tree(root, {(11, 100): SENTENCES[:3], (12, 200): SENTENCES[3:]})
+
+
+OVERFIT_TEXTS = ["open the door please", "turn left at the next light"]
+
+
+def pad_batch(waves: list[np.ndarray], texts: list[str], tokenizer) -> dict:
+    """A collated batch built by hand, so model tests need nothing from the data pipeline."""
+    import torch
+
+    n = max(len(w) for w in waves)
+    ids = [torch.tensor(tokenizer.encode(t)) for t in texts]
+    return {
+        "waveforms": torch.stack([torch.nn.functional.pad(torch.from_numpy(w), (0, n - len(w))) for w in waves]),
+        "waveform_lengths": torch.tensor([len(w) for w in waves]),
+        "targets": torch.nn.utils.rnn.pad_sequence(ids, batch_first=True),
+        "target_lengths": torch.tensor([len(i) for i in ids]),
+    }
+
+
+@pytest.fixture(scope="session")
+def overfit(tmp_path_factory) -> dict:
+    """A tiny model trained for a few seconds until it transcribes two synthesized utterances exactly."""
+    import torch
+
+    from asr.features import LogMel, RunningStats
+    from asr.model import AcousticModel, ModelConfig
+    from asr.train import ctc_loss
+    from asr.transcribe import transcribe
+
+    torch.manual_seed(0)
+    waves = [espeak(t) for t in OVERFIT_TEXTS]
+    model = AcousticModel(ModelConfig(hidden=96, layers=2, dropout=0.0))
+    logmel, stats = LogMel(), RunningStats()
+    for w in waves:
+        stats.add(logmel(torch.from_numpy(w)))
+    model.normalizer.set_stats(*stats.result())
+    batch = pad_batch(waves, OVERFIT_TEXTS, model.tokenizer)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses, hyps = [], []
+    for step in range(600):
+        model.train()
+        loss = ctc_loss(model, logmel, batch)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        losses.append(loss.item())
+        if step % 20 == 19:
+            model.eval()
+            hyps = [transcribe(model, w).text for w in waves]
+            if hyps == OVERFIT_TEXTS:
+                break
+    model.eval()
+    folder = tmp_path_factory.mktemp("overfit")
+    path = folder / "model.pt"
+    model.save(path)
+    wavs = []
+    for i, w in enumerate(waves):
+        sf.write(folder / f"utt{i}.wav", w, 16000)
+        wavs.append(folder / f"utt{i}.wav")
+    return {"model": model, "path": path, "losses": losses, "hyps": hyps, "waves": waves, "wav_paths": wavs,
+            "texts": OVERFIT_TEXTS}

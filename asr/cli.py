@@ -1,0 +1,83 @@
+"""Command line: `asr transcribe`, `asr train`, `asr eval`, ... (also `python -m asr`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional
+
+from .audio import AudioError
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "model.pt"
+
+
+def error(message: str) -> None:
+    print(f"asr: error: {message}", file=sys.stderr, flush=True)
+
+
+def load_model(path: Optional[str]):
+    from .model import AcousticModel
+
+    if path is None:
+        if not DEFAULT_MODEL.exists():
+            raise SystemExit("asr: error: no model given and no bundled model at "
+                             f"{DEFAULT_MODEL}; pass --model PATH (a checkpoint from `asr train`)")
+        path = str(DEFAULT_MODEL)
+    try:
+        return AcousticModel.load(path)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"asr: error: {e}") from None
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from .audio import load_audio
+    from .features import SAMPLE_RATE
+    from .streaming import StreamingRecognizer
+    from .transcribe import transcribe
+
+    model = load_model(args.model)
+    failures = 0
+    for file in args.files:
+        try:
+            audio = load_audio(file)
+        except AudioError as e:
+            error(str(e))
+            failures += 1
+            continue
+        if args.stream_chunk_ms:
+            recognizer = StreamingRecognizer(model)
+            step = max(1, int(SAMPLE_RATE * args.stream_chunk_ms / 1000))
+            for i in range(0, len(audio), step):
+                recognizer.accept(audio[i:i + step])
+            text = recognizer.finish().text
+        else:
+            text = transcribe(model, audio).text
+        print(f"{file}: {text}", flush=True)
+    # Non-zero only when nothing at all could be transcribed, so batch jobs keep partial results.
+    return 1 if failures and failures == len(args.files) else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asr", description="Streaming GRU-CTC speech recognition")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("transcribe", help="transcribe audio files (wav, flac, ogg, mp3)")
+    p.add_argument("files", nargs="+", help="audio files")
+    p.add_argument("--model", help=f"model checkpoint (default: bundled {DEFAULT_MODEL.name})")
+    p.add_argument("--stream-chunk-ms", type=float, default=0,
+                   help="run the file through the streaming recognizer in chunks of N ms")
+    p.set_defaults(func=cmd_transcribe)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,404 @@
+"""CTC training: augmentation, bucketing, warmup+cosine schedule, dev WER, exact resume, DDP.
+
+Launch on one process with `asr train ...`, or on several with
+`torchrun --nproc_per_node N -m asr.train ...` (gloo on CPU, nccl on GPUs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+import torchaudio
+
+from .features import LogMel, RunningStats, batch_lengths
+from .model import AcousticModel, ModelConfig, atomic_torch_save
+from .tokenizer import Tokenizer
+
+
+@dataclass
+class TrainConfig:
+    train: list[str]  # LibriSpeech-layout folders or .jsonl manifests
+    dev: list[str]
+    out: str = "exp/run"
+    epochs: int = 20
+    max_steps: int = 0  # stop after this many optimizer steps in total (0 = no limit)
+    batch_seconds: float = 160.0  # padded audio seconds per batch (per process)
+    lr: float = 1.5e-3
+    weight_decay: float = 1e-2
+    warmup_steps: int = 300
+    final_lr_fraction: float = 0.05
+    clip: float = 5.0
+    # SpecAugment on the 10 ms log-mel frames
+    freq_masks: int = 2
+    freq_mask_width: int = 12
+    time_masks: int = 2
+    time_mask_width: int = 25
+    # waveform augmentation
+    speeds: list[float] = field(default_factory=lambda: [0.9, 1.0, 1.1])
+    noise_prob: float = 0.5
+    snr_db: tuple[float, float] = (10.0, 40.0)
+    gain_db: tuple[float, float] = (-12.0, 6.0)
+    precision: str = "fp32"  # or "bf16" (CPU autocast)
+    dev_max_utterances: int = 400
+    stats_utterances: int = 400
+    save_every_steps: int = 200
+    num_workers: int = 1
+    seed: int = 0
+    model: dict = field(default_factory=dict)  # ModelConfig overrides (hidden, layers, stack, ...)
+
+
+# ---------------------------------------------------------------- augmentation
+
+
+class WaveformAugment:
+    """Speed perturbation, gain and additive noise, seeded per (seed, epoch, item) for exact resume."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.epoch = 0
+
+    def __call__(self, wav: np.ndarray, index: int) -> np.ndarray:
+        rng = np.random.default_rng([self.cfg.seed, self.epoch, index])
+        speed = float(rng.choice(self.cfg.speeds)) if self.cfg.speeds else 1.0
+        x = torch.from_numpy(wav)
+        if speed != 1.0:
+            # Resampling by 1/speed and playing back at 16 kHz changes tempo and pitch (Kaldi-style).
+            x = torchaudio.functional.resample(x, int(round(16000 * speed)), 16000)
+        x = x * (10 ** (rng.uniform(*self.cfg.gain_db) / 20))
+        if rng.random() < self.cfg.noise_prob and x.numel():
+            noise = torch.from_numpy(rng.standard_normal(x.numel()).astype(np.float32))
+            if rng.random() < 0.5:  # brown-ish noise: more low-frequency energy, like rooms and fans
+                noise = torch.cumsum(noise, 0)
+                noise = noise - torch.linspace(0, 1, noise.numel()) * noise[-1]
+            snr = rng.uniform(*self.cfg.snr_db)
+            p_sig = x.pow(2).mean().clamp(min=1e-10)
+            p_noise = noise.pow(2).mean().clamp(min=1e-10)
+            x = x + noise * torch.sqrt(p_sig / (p_noise * 10 ** (snr / 10)))
+        return x.clamp(-1, 1).numpy()
+
+
+def spec_augment(feats: torch.Tensor, lengths: torch.Tensor, cfg: TrainConfig,
+                 generator: torch.Generator) -> torch.Tensor:
+    """Frequency and time masks (SpecAugment), filled with each utterance's mean."""
+    feats = feats.clone()
+    b, t, f = feats.shape
+    for i in range(b):
+        n = int(lengths[i])
+        fill = feats[i, :n].mean() if n else 0.0
+        for _ in range(cfg.freq_masks):
+            w = int(torch.randint(0, cfg.freq_mask_width + 1, (1,), generator=generator))
+            s = int(torch.randint(0, max(1, f - w), (1,), generator=generator))
+            feats[i, :, s:s + w] = fill
+        for _ in range(cfg.time_masks):
+            w = int(torch.randint(0, min(cfg.time_mask_width, max(1, n // 5)) + 1, (1,), generator=generator))
+            s = int(torch.randint(0, max(1, n - w), (1,), generator=generator))
+            feats[i, s:s + w] = fill
+    return feats
+
+
+# ---------------------------------------------------------------- loss
+
+
+def ctc_loss(model: torch.nn.Module, logmel: LogMel, batch: dict, cfg: Optional[TrainConfig] = None,
+             generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Mean CTC loss of a collated batch; SpecAugment applied when cfg and generator are given."""
+    feats = logmel(batch["waveforms"])
+    lengths = batch_lengths(batch["waveform_lengths"])
+    if cfg is not None and generator is not None:
+        feats = spec_augment(feats, lengths, cfg, generator)
+    logits, out_lengths, _ = model(feats, lengths)
+    log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # (T, B, V) for ctc_loss
+    return F.ctc_loss(log_probs, batch["targets"], out_lengths, batch["target_lengths"],
+                      blank=0, zero_infinity=True)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def lr_lambda(cfg: TrainConfig, total_steps: int):
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+        return cfg.final_lr_fraction + (1 - cfg.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+    return f
+
+
+def feature_stats(utterances: list, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean/std of log-mel over an evenly spaced subset of the training data (no augmentation)."""
+    from .audio import AudioError, load_audio
+
+    logmel = LogMel()
+    stats = RunningStats()
+    step = max(1, len(utterances) // max(1, n))
+    for utt in utterances[::step][:n]:
+        try:
+            stats.add(logmel(torch.from_numpy(load_audio(utt.path))))
+        except AudioError:
+            continue
+    return stats.result()
+
+
+def plot_history(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, ax1 = plt.subplots(figsize=(7, 4))
+    ax1.plot(epochs, [h["train_loss"] for h in history], "o-", color="tab:blue", label="train CTC loss")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("train loss", color="tab:blue")
+    ax2 = ax1.twinx()
+    ax2.plot(epochs, [100 * h["dev_wer"] for h in history], "s-", color="tab:red", label="dev WER")
+    ax2.set_ylabel("dev WER (%)", color="tab:red")
+    fig.suptitle("training progress")
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def _world() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def log(msg: str) -> None:
+    if _rank() == 0:
+        print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- training
+
+
+class _Indexed(torch.utils.data.Dataset):
+    """Passes the item index to the augmentation so its randomness is a pure function of (seed, epoch, index)."""
+
+    def __init__(self, dataset, augment: Optional[WaveformAugment]):
+        self.dataset, self.augment = dataset, augment
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        item = self.dataset[i]
+        if item is not None and self.augment is not None:
+            item["waveform"] = torch.from_numpy(self.augment(item["waveform"].numpy(), i))
+        return item
+
+
+def evaluate_dev(model: AcousticModel, dev_utts: list, tokenizer: Tokenizer, batch_seconds: float) -> dict:
+    from .data import BucketingBatchSampler, SpeechDataset, collate
+    from .evaluate import error_rates, recognize_batches
+
+    ds = SpeechDataset(dev_utts, tokenizer)
+    sampler = BucketingBatchSampler([u.duration for u in dev_utts], batch_seconds, shuffle=False)
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate)
+    rows = list(recognize_batches(model, loader))
+    return error_rates([r for _, r, _ in rows], [h for _, _, h in rows]).as_dict()
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Runs (or resumes) training; returns the final history entry. Writes to cfg.out:
+    last.pt (full state, for resume), best.pt (model with the best dev WER), history.json, progress.png."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .data import BucketingBatchSampler, SpeechDataset, collate, load_manifest
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rank, world = _rank(), _world()
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+
+    train_utts = load_manifest(cfg.train)
+    dev_utts = load_manifest(cfg.dev)[: cfg.dev_max_utterances] if cfg.dev else []
+    if not train_utts:
+        raise SystemExit(f"asr train: no usable training utterances in {cfg.train}")
+    model_cfg = ModelConfig(**cfg.model)
+    tokenizer = Tokenizer(model_cfg.vocab)
+    model = AcousticModel(model_cfg)
+
+    sampler = BucketingBatchSampler([u.duration for u in train_utts], cfg.batch_seconds, shuffle=True,
+                                    seed=cfg.seed, num_replicas=world, rank=rank)
+    total_steps = cfg.epochs * len(sampler)
+    if cfg.max_steps:
+        total_steps = min(total_steps, cfg.max_steps)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
+    specaug_gen = torch.Generator()
+    state: dict[str, Any] = {"step": 0, "epoch": 0, "position": 0, "history": [], "best_wer": None,
+                             "epoch_loss_sum": 0.0, "epoch_loss_count": 0}
+
+    last = out / "last.pt"
+    if last.exists():
+        ckpt = torch.load(last, map_location="cpu", weights_only=True)
+        model.load_state_dict(ckpt["model"]["state_dict"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        state.update(json.loads(ckpt["progress"]))
+        torch.set_rng_state(ckpt["torch_rng"])
+        specaug_gen.set_state(ckpt["specaug_rng"])
+        log(f"resumed from {last} at step {state['step']} (epoch {state['epoch']}, batch {state['position']})")
+    else:
+        mean, std = feature_stats(train_utts, cfg.stats_utterances)
+        model.normalizer.set_stats(mean, std)
+        specaug_gen.manual_seed(cfg.seed)
+    log(f"model: {model.num_parameters() / 1e6:.2f} M parameters; {len(train_utts)} train utterances "
+        f"({sum(u.duration for u in train_utts) / 3600:.2f} h), {len(sampler)} batches/epoch, {world} process(es)")
+
+    ddp_model: torch.nn.Module = model
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model)
+    logmel = LogMel(model_cfg.n_mels)
+    augment = WaveformAugment(cfg)
+    dataset = _Indexed(SpeechDataset(train_utts, tokenizer), augment)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+
+    def save_last() -> None:
+        if rank != 0:
+            return
+        atomic_torch_save({
+            "model": model.checkpoint(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "progress": json.dumps(state), "torch_rng": torch.get_rng_state(),
+            "specaug_rng": specaug_gen.get_state(), "train_config": json.dumps(dataclasses.asdict(cfg)),
+        }, last)
+
+    progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(),
+                        disable=rank != 0 or not sys.stderr.isatty())
+    done = state["step"] >= total_steps
+    with progress:
+        while state["epoch"] < cfg.epochs and not done:
+            epoch = state["epoch"]
+            sampler.set_epoch(epoch)
+            sampler.load_state_dict({"epoch": epoch, "position": state["position"]})
+            augment.epoch = epoch
+            loader = torch.utils.data.DataLoader(
+                dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
+                generator=torch.Generator().manual_seed(cfg.seed + epoch))
+            task = progress.add_task("train", total=len(sampler), completed=state["position"], epoch=epoch,
+                                     loss=float("nan"))
+            ddp_model.train()
+            t0 = time.time()
+            for batch in loader:
+                state["position"] += 1
+                if batch is not None:
+                    with autocast:
+                        loss = ctc_loss(ddp_model, logmel, batch, cfg, specaug_gen)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+                    optimizer.step()
+                    state["epoch_loss_sum"] += float(loss)
+                    state["epoch_loss_count"] += 1
+                    state["last_loss"] = float(loss)
+                scheduler.step()
+                state["step"] += 1
+                progress.update(task, advance=1, loss=state.get("last_loss", float("nan")))
+                if state["step"] % cfg.save_every_steps == 0:
+                    save_last()
+                if state["step"] >= total_steps:
+                    done = True
+                    break
+            progress.remove_task(task)
+            finished_epoch = state["position"] >= len(sampler)
+            if finished_epoch or done:
+                entry = {"epoch": epoch + 1 if finished_epoch else epoch + state["position"] / len(sampler),
+                         "step": state["step"],
+                         "train_loss": state["epoch_loss_sum"] / max(1, state["epoch_loss_count"]),
+                         "seconds": round(time.time() - t0, 1)}
+                if rank == 0 and dev_utts:
+                    entry.update({f"dev_{k}": v for k, v in
+                                  evaluate_dev(model, dev_utts, tokenizer, cfg.batch_seconds).items()})
+                    if state["best_wer"] is None or entry["dev_wer"] < state["best_wer"]:
+                        state["best_wer"] = entry["dev_wer"]
+                        model.save(out / "best.pt")
+                elif rank == 0:
+                    model.save(out / "best.pt")
+                state["history"].append(entry)
+                log(json.dumps(entry))
+                if finished_epoch:
+                    state.update(epoch=epoch + 1, position=0, epoch_loss_sum=0.0, epoch_loss_count=0)
+                save_last()
+                if rank == 0:
+                    (out / "history.json").write_text(json.dumps(state["history"], indent=1))
+                    if dev_utts:
+                        plot_history(state["history"], out / "progress.png")
+            if world > 1:
+                dist.barrier()
+    return state["history"][-1] if state["history"] else {}
+
+
+# ---------------------------------------------------------------- command line
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = TrainConfig(train=[], dev=[])
+    p.add_argument("--train", nargs="+", required=True, help="LibriSpeech-layout folders or .jsonl manifests")
+    p.add_argument("--dev", nargs="*", default=[], help="dev folders/manifests (for WER and best checkpoint)")
+    p.add_argument("--out", default=d.out, help="experiment folder (checkpoints, history, plot)")
+    for name in ("epochs", "max_steps", "warmup_steps", "save_every_steps", "num_workers", "seed",
+                 "dev_max_utterances", "stats_utterances"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
+    for name in ("batch_seconds", "lr", "weight_decay", "clip", "noise_prob"):
+        p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
+    p.add_argument("--speeds", type=float, nargs="*", default=d.speeds)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default=d.precision)
+    p.add_argument("--hidden", type=int, default=ModelConfig.hidden)
+    p.add_argument("--layers", type=int, default=ModelConfig.layers)
+    p.add_argument("--stack", type=int, default=ModelConfig.stack)
+    p.add_argument("--dropout", type=float, default=ModelConfig.dropout)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+    cfg.model = {"hidden": args.hidden, "layers": args.layers, "stack": args.stack, "dropout": args.dropout}
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        # One process per core: several intra-op threads per process would oversubscribe the CPU.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.get_world_size()))
+    try:
+        result = train(config_from_args(args))
+        if _rank() == 0 and result:
+            print(json.dumps(result))
+    finally:
+        if distributed:
+            dist.destroy_process_group()
+    return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="asr train", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

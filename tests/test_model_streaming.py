@@ -1,0 +1,111 @@
+"""Exactness: streaming is the batch computation in pieces; batching does not change results."""
+
+import numpy as np
+import pytest
+import torch
+
+from asr.decoding import greedy_decode
+from asr.features import LogMel
+from asr.model import AcousticModel, ModelConfig
+from asr.streaming import StreamingRecognizer
+from asr.transcribe import batch_logits
+
+
+def random_model(seed: int = 0, **kw) -> AcousticModel:
+    torch.manual_seed(seed)
+    model = AcousticModel(ModelConfig(hidden=64, layers=3, **kw)).eval()
+    model.normalizer.set_stats(torch.randn(80) - 5, torch.rand(80) + 1)
+    return model
+
+
+def stream_in_chunks(recognizer: StreamingRecognizer, x: np.ndarray, rng) -> torch.Tensor:
+    out, i = [], 0
+    while i < len(x):
+        n = int(rng.choice([0, 1, 37, 160, 479, 480, 481, 1600, 5000]))
+        out.append(recognizer.accept_logits(x[i:i + n]))
+        i += n
+    return torch.cat(out) if out else torch.zeros(0, len(recognizer.model.config.vocab))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_streaming_logits_equal_batch(seed):
+    rng = np.random.default_rng(seed)
+    model = random_model(seed, stack=int(rng.choice([1, 2, 3, 4])))
+    x = (rng.standard_normal(int(rng.integers(0, 48000))) * 0.1).astype(np.float32)
+    want = batch_logits(model, x)
+    recognizer = StreamingRecognizer(model)
+    got = stream_in_chunks(recognizer, x, rng)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    assert recognizer.finish().text == greedy_decode(want, model.config.vocab).text
+
+
+def test_streaming_transcript_equals_batch_on_speech(overfit):
+    model = overfit["model"]
+    rng = np.random.default_rng(1)
+    for wave, text in zip(overfit["waves"], overfit["texts"]):
+        recognizer = StreamingRecognizer(model)
+        torch.testing.assert_close(stream_in_chunks(recognizer, wave, rng), batch_logits(model, wave),
+                                   atol=1e-5, rtol=0)
+        assert recognizer.finish().text == text
+        # reset() starts over: the same audio again gives the same result
+        recognizer.reset()
+        stream_in_chunks(recognizer, wave, rng)
+        assert recognizer.finish().text == text
+
+
+def test_padding_invariance():
+    model = random_model(3)
+    logmel = LogMel()
+    rng = np.random.default_rng(0)
+    waves = [(rng.standard_normal(n) * 0.1).astype(np.float32) for n in (16000, 5000, 30000, 480)]
+    alone = [model(logmel(torch.from_numpy(w))[None]) for w in waves]
+    feats = [logmel(torch.from_numpy(w)) for w in waves]
+    lengths = torch.tensor([f.shape[0] for f in feats])
+    padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True, padding_value=3.0)
+    with torch.no_grad():
+        logits, out_lengths, state = model(padded, lengths)
+    for i, (a_logits, a_len, a_state) in enumerate(alone):
+        n = int(out_lengths[i])
+        assert n == a_len[0] == a_logits.shape[1]
+        torch.testing.assert_close(logits[i, :n], a_logits[0].detach(), atol=1e-5, rtol=0)
+        torch.testing.assert_close(state[:, i], a_state[:, 0].detach(), atol=1e-5, rtol=0)
+
+
+def test_streaming_memory_is_bounded():
+    model = random_model(1)
+    recognizer = StreamingRecognizer(model)
+    rng = np.random.default_rng(0)
+    for _ in range(500):  # ~50 s of noise in 100 ms chunks
+        recognizer.accept((rng.standard_normal(1600) * 0.1).astype(np.float32))
+        assert recognizer._frames.shape[0] < model.config.stack
+        assert recognizer.features._buffer.numel() < 560
+        assert recognizer._state.shape == (3, 1, 64)
+
+
+def test_checkpoint_roundtrip(tmp_path):
+    model = random_model(5)
+    path = tmp_path / "m.pt"
+    model.save(path)
+    raw = torch.load(path, weights_only=True)  # plain tensors and builtins only
+    assert raw["config"]["vocab"] == model.config.vocab
+    loaded = AcousticModel.load(path)
+    torch.testing.assert_close(loaded.normalizer.mean, model.normalizer.mean)
+    x = torch.randn(1, 90, 80)
+    torch.testing.assert_close(loaded(x)[0], model(x)[0])
+
+
+def test_load_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="bad.pt"):
+        AcousticModel.load(bad)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        AcousticModel.load(tmp_path / "missing.pt")
+
+
+def test_lstm_variant_streams_too():
+    model = random_model(2, rnn="lstm")
+    x = (np.random.default_rng(0).standard_normal(20000) * 0.1).astype(np.float32)
+    got = stream_in_chunks(StreamingRecognizer(model), x, np.random.default_rng(1))
+    torch.testing.assert_close(got, batch_logits(model, x), atol=1e-5, rtol=0)
