@@ -58,6 +58,27 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     return 1 if failures and failures == len(args.files) else 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate, print_summary
+
+    model = load_model(args.model)
+    try:
+        rates = evaluate(model, args.data, Path(args.output) if args.output else None)
+    except ValueError as e:
+        error(str(e))
+        return 1
+    print_summary(", ".join(args.data), rates)
+    if args.output:
+        print(f"per-utterance errors: {args.output}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asr", description="Streaming GRU-CTC speech recognition")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -68,6 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream-chunk-ms", type=float, default=0,
                    help="run the file through the streaming recognizer in chunks of N ms")
     p.set_defaults(func=cmd_transcribe)
+
+    p = sub.add_parser("eval", help="WER/CER over LibriSpeech-layout folders or jsonl manifests")
+    p.add_argument("data", nargs="+", help="corpus folders (speaker/chapter/*.flac + *.trans.txt) or manifests")
+    p.add_argument("--model", help="model checkpoint (default: bundled)")
+    p.add_argument("--output", help="write per-utterance reference, hypothesis and errors (jsonl) here")
+    p.set_defaults(func=cmd_eval)
+
+    from .train import add_arguments
+
+    p = sub.add_parser("train", help="train a model with CTC (torchrun for several processes)")
+    add_arguments(p)
+    p.set_defaults(func=cmd_train)
     return parser
 
 

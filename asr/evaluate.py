@@ -81,3 +81,31 @@ def write_jsonl_atomic(rows: Iterable[dict], path: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def evaluate(model: AcousticModel, sources: Sequence[str], output: Optional[Path] = None,
+             batch_seconds: float = 200.0) -> ErrorRates:
+    """Scores `model` on LibriSpeech-layout folders or jsonl manifests; optional per-utterance jsonl."""
+    from .data import BucketingBatchSampler, SpeechDataset, collate, load_manifest
+
+    utts = load_manifest(list(sources))
+    if not utts:
+        raise ValueError(f"no usable utterances in {', '.join(map(str, sources))}")
+    dataset = SpeechDataset(utts, model.tokenizer)
+    sampler = BucketingBatchSampler([u.duration for u in utts], batch_seconds, shuffle=False)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
+    rows = sorted(recognize_batches(model, loader))
+    if output is not None:
+        write_jsonl_atomic(({"id": i, "ref": r, "hyp": h, **utterance_errors(r, h)} for i, r, h in rows), output)
+    return error_rates([r for _, r, _ in rows], [h for _, _, h in rows])
+
+
+def print_summary(name: str, rates: ErrorRates) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"asr eval: {name}")
+    for col in ("utterances", "words", "WER %", "CER %"):
+        table.add_column(col, justify="right")
+    table.add_row(str(rates.utterances), str(rates.words), f"{100 * rates.wer:.2f}", f"{100 * rates.cer:.2f}")
+    Console().print(table)
