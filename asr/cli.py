@@ -79,6 +79,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .data import download_librispeech, load_manifest
+
+    failures = 0
+    for subset in args.subsets:
+        try:
+            folder = download_librispeech(subset, Path(args.dest))
+        except (RuntimeError, ValueError, OSError) as e:
+            error(str(e))
+            failures += 1
+            continue
+        utts = load_manifest(folder)
+        print(f"{subset}: {folder} ({len(utts)} utterances, {sum(u.duration for u in utts) / 3600:.1f} h)")
+    return 1 if failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asr", description="Streaming GRU-CTC speech recognition")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -95,6 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model checkpoint (default: bundled)")
     p.add_argument("--output", help="write per-utterance reference, hypothesis and errors (jsonl) here")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("prepare", help="download + extract LibriSpeech subsets from OpenSLR, build manifests")
+    p.add_argument("subsets", nargs="+", help="e.g. train-clean-100 dev-clean test-clean")
+    p.add_argument("--dest", default="data", help="download folder (default: data)")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("synth", help="generate a synthetic multi-voice corpus (see recipes/synthetic)",
+                       add_help=False)
+    p.add_argument("synth_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda a: __import__("asr.synthesize", fromlist=["main"]).main(a.synth_args))
 
     from .train import add_arguments
 
