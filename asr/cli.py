@@ -117,10 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", default="data", help="download folder (default: data)")
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("synth", help="generate a synthetic multi-voice corpus (see recipes/synthetic)",
-                       add_help=False)
-    p.add_argument("synth_args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=lambda a: __import__("asr.synthesize", fromlist=["main"]).main(a.synth_args))
+    # Listed for --help only: main() hands `asr synth ...` to asr.synthesize's own parser.
+    sub.add_parser("synth", help="generate a synthetic multi-voice corpus (see recipes/synthetic)")
 
     from .train import add_arguments
 
@@ -131,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["synth"]:  # its own parser owns all of its options, --help included
+        from .synthesize import main as synth_main
+
+        return synth_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
