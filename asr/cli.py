@@ -58,6 +58,12 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     return 1 if failures and failures == len(args.files) else 0
 
 
+def cmd_listen(args: argparse.Namespace) -> int:
+    from .listen import run
+
+    return run(args)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, print_summary
 
@@ -105,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream-chunk-ms", type=float, default=0,
                    help="run the file through the streaming recognizer in chunks of N ms")
     p.set_defaults(func=cmd_transcribe)
+
+    from .listen import add_arguments as add_listen_arguments
+
+    p = sub.add_parser("listen", help="live transcription from a microphone (Ctrl-C to stop)")
+    add_listen_arguments(p)
+    p.set_defaults(func=cmd_listen)
 
     p = sub.add_parser("eval", help="WER/CER over LibriSpeech-layout folders or jsonl manifests")
     p.add_argument("data", nargs="+", help="corpus folders (speaker/chapter/*.flac + *.trans.txt) or manifests")
