@@ -1,0 +1,164 @@
+"""Synthetic corpus generator: sentence cleaning, voice split, layout, determinism, resume."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from asr import synthesize as S
+from asr.tokenizer import DEFAULT_VOCAB, normalize_text
+
+ENGINES = ["espeak", "flite", "festival"]
+
+
+def need(*binaries: str) -> None:
+    missing = [b for b in binaries if shutil.which(b) is None]
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)} (bash .ci/install installs them)")
+
+
+def engine_binaries() -> list[str]:
+    return [S.ENGINE_BINARIES[e] for e in ENGINES]
+
+
+def test_bible_sentences_are_many_and_clean():
+    need("diatheke")
+    sentences = S.load_sentences(seed=0)
+    assert len(sentences) > 10000
+    assert len(set(sentences)) == len(sentences)
+    allowed = set(DEFAULT_VOCAB[1:])
+    for s in sentences:
+        assert not any(c.isdigit() for c in s)
+        assert set(s) <= allowed, s
+        assert S.MIN_WORDS <= len(s.split()) <= S.MAX_WORDS
+        assert normalize_text(s) == s
+    # Genesis 1:1 glues "God" and "created" in diatheke's plain output; that must not survive.
+    assert not any("godcreated" in s for s in sentences)
+    assert S.load_sentences(seed=0) == sentences
+    assert S.load_sentences(seed=1) != sentences and sorted(S.load_sentences(seed=1)) == sorted(sentences)
+
+
+def test_text_file_source(tmp_path):
+    f = tmp_path / "s.txt"
+    f.write_text("The 3 cats sat.\nOpen the door, please!\nHi.\nOpen the door, please!\n"
+                 "She walked home in the rain; it was cold and dark and the road was very long, "
+                 "so she sang a song about the sea, the wind and the stars.\n")
+    got = S.load_sentences(seed=0, text_file=f)
+    # Digits and < 4 words dropped, duplicates removed, the 30-word sentence cut at clauses.
+    assert sorted(got) == ["open the door please",
+                           "she walked home in the rain it was cold and dark and the road was very long",
+                           "so she sang a song about the sea the wind and the stars"]
+
+
+def test_held_out_voices_never_in_train():
+    table = S.voices()
+    assert len({v.speaker for v in table}) == len(table)
+    train = {v.identity for v in table if v.split == "train"}
+    for split in ("dev", "test"):
+        held = {v.identity for v in table if v.split == split}
+        assert held and not held & train
+    for engine in S.ENGINES:  # every engine has an unseen voice in test
+        assert any(v.engine == engine and v.split == "test" for v in table)
+    assert {v.voice for v in table if v.split == "test" and v.engine == "flite"} == {"rms"}
+    # Ids are a property of the voice, not of the engine selection.
+    assert [v for v in table if v.engine == "flite"] == S.voices(["flite"])
+
+
+def test_trim_silence_keeps_short_margins():
+    import numpy as np
+
+    audio = np.zeros(3 * S.SAMPLE_RATE, dtype=np.float32)
+    audio[S.SAMPLE_RATE: 2 * S.SAMPLE_RATE] = 0.5
+    out = S.trim_silence(audio, keep=0.2)
+    assert len(out) == int(1.4 * S.SAMPLE_RATE)
+
+
+def read_corpus(root: Path) -> dict[str, dict[str, str]]:
+    """split -> {utterance id: transcript}; also checks the LibriSpeech layout on the way."""
+    out: dict[str, dict[str, str]] = {}
+    for split in S.SPLITS:
+        out[split] = {}
+        for trans in sorted((root / split).glob("*/*/*.trans.txt")):
+            spk, chap = trans.parent.parent.name, trans.parent.name
+            assert trans.name == f"{spk}-{chap}.trans.txt"
+            for line in trans.read_text().splitlines():
+                uid, text = line.split(" ", 1)
+                assert uid.startswith(f"{spk}-{chap}-")
+                flac = trans.parent / f"{uid}.flac"
+                info = sf.info(str(flac))
+                assert info.samplerate == 16000 and info.channels == 1 and info.format == "FLAC"
+                assert 0.5 < info.duration < 15
+                out[split][uid] = text
+    return out
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    need("diatheke", *engine_binaries())
+    roots = []
+    for name in ("a", "b"):
+        root = tmp_path_factory.mktemp("synth") / name
+        assert S.main([str(root), "--utts-train", "8", "--utts-dev", "4", "--utts-test", "6", "--seed", "3",
+                       "--jobs", "2", "--engines", ",".join(ENGINES), "--no-progress"]) == 0
+        roots.append(root)
+    return roots
+
+
+def test_corpus_layout_and_transcripts(corpus):
+    root = corpus[0]
+    data = read_corpus(root)
+    assert [len(data[s]) for s in ("train", "dev", "test")] == [8, 4, 6]
+    sentences = S.load_sentences(seed=3)
+    for split in S.SPLITS:
+        for text in data[split].values():
+            assert text == text.upper()
+            assert normalize_text(text) == text.lower()  # exactly what the engine was fed
+            assert text.lower() in sentences
+    train_texts = set(data["train"].values())
+    assert not train_texts & set(data["dev"].values()) and not train_texts & set(data["test"].values())
+
+    speakers = {v.speaker: v for v in S.read_speakers(root / "SPEAKERS.tsv")}
+    for split in S.SPLITS:
+        for uid in data[split]:
+            assert speakers[int(uid.split("-")[0])].split == split
+    train_ids = {speakers[int(u.split("-")[0])].identity for u in data["train"]}
+    for split in ("dev", "test"):
+        assert not train_ids & {speakers[int(u.split("-")[0])].identity for u in data[split]}
+    assert not list(root.rglob("*.tmp*"))
+
+
+def test_same_seed_same_corpus(corpus):
+    a, b = corpus
+    assert read_corpus(a) == read_corpus(b)
+    assert (a / "SPEAKERS.tsv").read_text() == (b / "SPEAKERS.tsv").read_text()
+
+
+def test_resume_skips_existing_and_refuses_other_settings(corpus, capsys):
+    root = corpus[0]
+    flacs = sorted(root.rglob("*.flac"))
+    before = {p: p.stat().st_mtime_ns for p in flacs}
+    victim = flacs[0]
+    victim.unlink()
+    args = [str(root), "--utts-train", "8", "--utts-dev", "4", "--utts-test", "6", "--seed", "3",
+            "--jobs", "2", "--engines", ",".join(ENGINES), "--no-progress"]
+    assert S.main(args) == 0
+    assert victim.exists()
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items() if p != victim)
+    assert S.main(args[:-1] + ["--seed", "4", "--no-progress"]) == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+def test_bad_voice_warns_and_continues(tmp_path, capsys):
+    need("espeak-ng", "text2wave")
+    good = S.Voice(1, "espeak", "en-us", 1.0, 50, "train")
+    bad = S.Voice(2, "festival", "no_such_voice", 1.0, None, "train")
+    plan = [S.Utterance("1-1-0000", "train", good, 1, "open the door please"),
+            S.Utterance("2-2-0000", "train", bad, 2, "turn left at the next light")]
+    stats = S.generate(tmp_path, plan, jobs=1, progress=False)
+    assert stats["espeak"][0] == 1 and stats["festival"][3] == 1
+    assert "no_such_voice" in capsys.readouterr().out
+    assert (tmp_path / "train/1/1/1-1.trans.txt").read_text() == "1-1-0000 OPEN THE DOOR PLEASE\n"
+    assert not (tmp_path / "train/2").exists()
