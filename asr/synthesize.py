@@ -332,6 +332,9 @@ def synthesize(voice: Voice, text: str) -> np.ndarray:
     audio = trim_silence(audio)
     if len(audio) < 0.5 * SAMPLE_RATE or float(np.abs(audio).max()) < 1e-3:
         raise SynthesisError(f"no usable audio ({len(audio) / SAMPLE_RATE:.2f} s)")
+    peak = float(np.abs(audio).max())
+    if peak > 0.99:  # resampling can overshoot; 16-bit FLAC would clip
+        audio = audio * (0.99 / peak)
     return audio
 
 
@@ -533,8 +536,9 @@ def generate(out: Path, plan: Sequence[Utterance], jobs: int, progress: bool = T
     columns = (TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[audio]}"),
                TimeRemainingColumn())
     ctx = multiprocessing.get_context("fork")
-    with Progress(*columns, disable=not progress, transient=False) as bar, \
-            ctx.Pool(max(1, jobs), initializer=_worker_init) as pool:
+    # Fork the workers before rich starts its refresh thread: forking a threaded process is fragile.
+    with ctx.Pool(max(1, jobs), initializer=_worker_init) as pool, \
+            Progress(*columns, disable=not progress, transient=False) as bar:
         task = bar.add_task("synth", total=len(plan), audio="")
         for uid, seconds, busy, warning in pool.imap_unordered(_run, [(u, str(out)) for u in plan], chunksize=1):
             u = by_uid[uid]
