@@ -1,8 +1,10 @@
 """Endpoint detection: decide when an utterance has ended, from the CTC output alone.
 
-The rules follow sherpa-onnx's endpointing. "Trailing silence" is the number of trailing output
-steps whose best token is blank (the greedy decoder emits nothing there), times the step length:
-no separate voice-activity model is needed, and it measures exactly "nothing new was recognised".
+The rules follow sherpa-onnx's endpointing. "Trailing silence" is the time since the greedy CTC
+decoder last emitted a character (the step of `GreedyDecoder.frames[-1]`): blank steps and
+repeats of the last token add nothing to the transcript, so they count as silence. (Counting only
+blank steps would never end an utterance for a model that holds a non-blank token through
+silence, which small models do.) No separate voice-activity model is needed.
 
 - rule 1: trailing silence >= `silence_no_speech` s, even if nothing was decoded (so a stream
   of noise or silence is cut into bounded pieces and the recognizer state is refreshed);
@@ -45,25 +47,30 @@ class Endpointer:
 
     def reset(self) -> None:
         self.steps = 0
-        self.last_speech_step: Optional[int] = None  # last step whose best token was not blank
+        self.last_speech_step: Optional[int] = None  # step of the last emitted token
+        self._previous = self.blank
 
     def accept(self, logits: torch.Tensor) -> None:
         """logits: (T, V) for the next T output steps of this utterance."""
         if logits.shape[0] == 0:
             return
-        speech = torch.nonzero(logits.argmax(-1) != self.blank).reshape(-1)
-        if speech.numel():
-            self.last_speech_step = self.steps + int(speech[-1])
+        best = logits.argmax(-1)
+        previous = torch.cat([best.new_tensor([self._previous]), best[:-1]])
+        # Exactly where greedy CTC emits: a non-blank token that differs from the step before.
+        emitted = torch.nonzero((best != self.blank) & (best != previous)).reshape(-1)
+        if emitted.numel():
+            self.last_speech_step = self.steps + int(emitted[-1])
+        self._previous = int(best[-1])
         self.steps += logits.shape[0]
 
     @property
     def decoded(self) -> bool:
-        """Whether anything non-blank was recognised in this utterance."""
+        """Whether any token was emitted in this utterance."""
         return self.last_speech_step is not None
 
     @property
     def trailing_silence(self) -> float:
-        """Seconds of trailing blank steps."""
+        """Seconds since the last emitted token (all steps if none)."""
         blanks = self.steps if self.last_speech_step is None else self.steps - self.last_speech_step - 1
         return blanks * self.frame_shift
 
