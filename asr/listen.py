@@ -32,6 +32,7 @@ from .model import AcousticModel
 from .streaming import StreamingRecognizer
 
 DeviceSpec = Union[int, str, None]
+DIGITAL_SILENCE = 1e-4  # -80 dBFS: below any real microphone's noise floor
 
 
 @dataclass
@@ -54,7 +55,10 @@ class LiveTranscriber:
     samples fed to the recognizer before its last reset.
     """
 
-    def __init__(self, model: AcousticModel, input_rate: int, endpoint: Optional[EndpointConfig] = None):
+    def __init__(self, model: AcousticModel, input_rate: int, endpoint: Optional[EndpointConfig] = None,
+                 skip_silence_below: float = DIGITAL_SILENCE):
+        self.skip_silence_below = skip_silence_below
+        self.skipped = 0.0  # seconds of digital silence not fed to the model
         self.recognizer = StreamingRecognizer(model)
         self.resampler = StreamingResampler(input_rate, SAMPLE_RATE)
         self.endpointer = Endpointer(endpoint or EndpointConfig(), model.frame_shift)
@@ -74,6 +78,15 @@ class LiveTranscriber:
 
     def _feed(self, samples: np.ndarray) -> tuple[str, list[FinalResult]]:
         finals: list[FinalResult] = []
+        if self.skip_silence_below > 0 and self.recognizer.samples_seen == 0:
+            # Between utterances, digital silence (muted or virtual inputs) is not fed to the model:
+            # it saves CPU and each utterance then starts at its first sound. Real microphones
+            # have a noise floor far above this level, so for them this never triggers.
+            loud = np.flatnonzero(np.abs(samples) > self.skip_silence_below)
+            skip = samples.size if loud.size == 0 else int(loud[0])
+            self.offset += skip / SAMPLE_RATE
+            self.skipped += skip / SAMPLE_RATE
+            samples = samples[skip:]
         self.endpointer.accept(self.recognizer.accept_logits(samples))
         reason = self.endpointer.endpoint()
         if reason is not None:
@@ -176,6 +189,8 @@ def list_devices(sd: Any, out: TextIO) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="input device: PortAudio index or (part of) its name (default: system default)")
     p.add_argument("--list-devices", action="store_true", help="list input devices and exit")
+    p.add_argument("--samplerate", type=int, default=0,
+                   help="capture rate in Hz (default: the device's default rate); resampled to 16 kHz")
     p.add_argument("--chunk-ms", type=float, default=100.0,
                    help="capture block length in ms (default 100; smaller = lower latency, more CPU)")
     p.add_argument("--model", help="model checkpoint (default: bundled)")
@@ -192,6 +207,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"(default {EndpointConfig.silence_no_speech} s)")
     p.add_argument("--max-utterance", type=float, default=EndpointConfig.max_utterance,
                    help=f"cut utterances longer than this (default {EndpointConfig.max_utterance} s)")
+    p.add_argument("--skip-silence-below", type=float, default=DIGITAL_SILENCE, metavar="LEVEL",
+                   help="between utterances, do not feed samples with |amplitude| <= LEVEL to the model "
+                        f"(digital silence; default {DIGITAL_SILENCE}, 0 feeds everything)")
 
 
 @dataclass
@@ -222,6 +240,9 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
     except ValueError as e:
         error(str(e))
         return 2
+    if args.samplerate < 0:
+        error(f"--samplerate must be > 0, got {args.samplerate}")
+        return 2
     if not args.chunk_ms > 0:
         error(f"--chunk-ms must be > 0, got {args.chunk_ms}")
         return 2
@@ -234,14 +255,14 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
         reason = str(e).splitlines()[0] if str(e) else "not found"
         error(f"input device {name}: {reason}; available input devices: {describe_inputs(sd)}")
         return 2
-    rate = int(info["default_samplerate"])
+    rate = int(args.samplerate or info["default_samplerate"])
     # Mono/stereo mics capture natively; virtual devices (ALSA "pulse"/"default") advertise up to
     # 32 channels that would only be upmixed copies, so take at most 2.
     channels = max(1, min(int(info["max_input_channels"]), 2))
     blocksize = max(1, round(rate * args.chunk_ms / 1000))
 
     model = load_model(args.model)
-    transcriber = LiveTranscriber(model, rate, endpoint)
+    transcriber = LiveTranscriber(model, rate, endpoint, args.skip_silence_below)
     printer = Printer(out, err, args.json, args.timestamps)
 
     blocks: "queue.Queue[np.ndarray]" = queue.Queue(maxsize=max(8, int(10_000 / args.chunk_ms)))  # ~10 s
