@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -17,8 +18,9 @@ import pytest
 import soundfile as sf
 
 from asr.audio import StreamingResampler, resample
+from asr.decoding import Word
 from asr.endpoint import EndpointConfig
-from asr.listen import DIGITAL_SILENCE, LiveTranscriber
+from asr.listen import DIGITAL_SILENCE, FinalResult, LiveTranscriber, Printer
 from asr.transcribe import transcribe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,13 +71,16 @@ def trim_leading_silence(wave: np.ndarray) -> np.ndarray:
     return wave[int(np.flatnonzero(np.abs(wave) > DIGITAL_SILENCE)[0]):]
 
 
-def session_signal(waves: list[np.ndarray], lead: float = 0.5, gap: float = 1.5) -> tuple[np.ndarray, list[float]]:
-    """lead s of silence, then each wave followed by gap s of silence; also each utterance's start time."""
+def session_signal(waves: list[np.ndarray], lead: float = 0.5, gap: float = 1.5,
+                   last_gap: float | None = None) -> tuple[np.ndarray, list[float]]:
+    """lead s of silence, then each wave followed by gap s of silence (last_gap after the last one);
+    also each utterance's start time."""
     parts, starts, t = [np.zeros(int(lead * 16000), np.float32)], [], lead
-    for w in waves:
+    for i, w in enumerate(waves):
         starts.append(t)
-        parts += [w, np.zeros(int(gap * 16000), np.float32)]
-        t += (len(w) + int(gap * 16000)) / 16000
+        pause = int((gap if last_gap is None or i < len(waves) - 1 else last_gap) * 16000)
+        parts += [w, np.zeros(pause, np.float32)]
+        t += (len(w) + pause) / 16000
     return np.concatenate(parts), starts
 
 
@@ -285,14 +290,15 @@ def test_listen_through_pulseaudio_matches_file_transcription(pulse, overfit, tm
 
 def test_listen_resamples_native_rate_capture(pulse, overfit, tmp_path):
     """48 kHz stereo sink captured at the device's default rate: the live finals equal an offline
-    replay of the saved capture, and the capture is the played audio (after resampling)."""
+    replay of the saved capture, and the capture is the played audio (after resampling).
+    The last utterance is followed by too little silence to end it: Ctrl-C must flush it."""
     waves = [trim_leading_silence(w) for w in overfit["waves"]]
-    audio, _ = session_signal(waves, lead=0.5, gap=1.5)
+    audio, _ = session_signal(waves, lead=0.5, gap=1.5, last_gap=0.3)
     sf.write(tmp_path / "session.wav", audio, 16000)
     saved = tmp_path / "capture.wav"
     finals, err, _, _ = listen_session(
         pulse, "asr48.monitor", "asr48", tmp_path / "session.wav",
-        ["--model", str(overfit["path"]), "--save", str(saved), "--chunk-ms", "50"], len(waves))
+        ["--model", str(overfit["path"]), "--save", str(saved), "--chunk-ms", "50"], len(waves) - 1)
     assert len(finals) == len(waves), err
     assert "0 input overflow(s), 0 dropped block(s)" in err
 
@@ -311,5 +317,36 @@ def test_listen_resamples_native_rate_capture(pulse, overfit, tmp_path):
     replay = []
     for i in range(0, len(captured), block):
         replay += live.accept(captured[i:i + block])[1]
-    replay += live.finish()
+    finished = live.finish()
+    assert [f.reason for f in finished] == ["end"]  # the flushed partial
+    replay += finished
     assert [json.loads(f.to_json()) for f in replay] == finals
+
+
+# ---------------------------------------------------------------- terminal output
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_printer_redraws_partials_on_a_tty_and_prints_only_finals_elsewhere():
+    result = FinalResult("open the door", 1.25, 2.5, [Word("open", 1.25, 1.5, 0.9)])
+    tty, err = FakeTTY(), io.StringIO()
+    p = Printer(tty, err, json_lines=False, timestamps=True)
+    p.partial("open")
+    p.partial("open")  # unchanged: not redrawn
+    p.partial("open the")
+    p.final(result)
+    assert tty.getvalue() == "\r\x1b[2Kopen\r\x1b[2Kopen the\r\x1b[2K[1.25-2.50] open the door\n"
+    pipe = io.StringIO()
+    p = Printer(pipe, err, json_lines=True, timestamps=False)
+    p.partial("open")
+    p.final(result)
+    assert json.loads(pipe.getvalue()) == {"text": "open the door", "start": 1.25, "end": 2.5, "words": [
+        {"word": "open", "start": 1.25, "end": 1.5, "confidence": 0.9}]}
+    p = Printer(FakeTTY(), err, json_lines=False, timestamps=False)
+    p.partial("x")
+    p.warn("audio lost: 1 input overflow(s)")
+    assert err.getvalue() == "asr: warning: audio lost: 1 input overflow(s)\n"
