@@ -17,7 +17,7 @@ import soundfile as sf
 import torch
 
 from asr import data
-from asr.data import (BucketingBatchSampler, SpeechDataset, Utterance, collate, download_librispeech,
+from asr.data import (BucketingBatchSampler, SpeechDataset, collate, download_librispeech,
                       load_manifest, read_manifest, scan_librispeech, write_manifest)
 from asr.tokenizer import Tokenizer, normalize_text
 
