@@ -8,6 +8,7 @@ manifest so the next run does not touch the audio at all.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
 import math
@@ -438,6 +439,9 @@ def _fetch(url: str, part: Path, timeout: float) -> bool:
     with response:
         resumed = have > 0 and response.status == 206 and \
             response.headers.get("Content-Range", "").startswith(f"bytes {have}-")
+        if response.status == 206 and not resumed:
+            part.unlink(missing_ok=True)  # a range we did not ask for: start over on the next run
+            raise RuntimeError(f"{url}: server sent an unexpected byte range; rerun to download from the start")
         if not resumed:
             have = 0  # the server ignored the Range header and sends everything
         length = response.headers.get("Content-Length")
@@ -449,11 +453,16 @@ def _fetch(url: str, part: Path, timeout: float) -> bool:
         with progress, open(part, "ab" if resumed else "wb") as f:
             task = progress.add_task("download", total=total, completed=have)
             try:
+                got = have
                 while block := response.read(_CHUNK):
                     f.write(block)
+                    got += len(block)
                     progress.advance(task, len(block))
-            except OSError as e:  # a dropped connection: keep the .part so a rerun resumes
+            except (OSError, http.client.HTTPException) as e:  # dropped connection: keep .part to resume
                 raise RuntimeError(f"{url}: download interrupted ({e}); rerun to resume") from None
+            # http.client's read(n) returns b"" on a connection closed early instead of raising.
+            if total is not None and got < total:
+                raise RuntimeError(f"{url}: download interrupted ({got} of {total} bytes); rerun to resume")
     return resumed
 
 

@@ -294,6 +294,7 @@ class ArchiveServer(http.server.ThreadingHTTPServer):
     files: dict[str, bytes]
     ranges: list[str | None]
     honor_range: bool
+    cut_after: int | None  # bytes of body to send before dropping the connection
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -321,6 +322,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body) - start))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
+        if self.server.cut_after is not None:
+            self.wfile.write(body[start: start + self.server.cut_after])
+            self.server.cut_after = None
+            self.close_connection = True
+            return
         self.wfile.write(body[start:])
 
     def log_message(self, *args):
@@ -330,7 +336,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     srv = ArchiveServer(("127.0.0.1", 0), Handler)
-    srv.files, srv.ranges, srv.honor_range = {}, [], True
+    srv.files, srv.ranges, srv.honor_range, srv.cut_after = {}, [], True, None
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     srv.url = f"http://127.0.0.1:{srv.server_address[1]}/resources/12"
@@ -386,6 +392,19 @@ def test_download_resumes_partial_file(server, archive, tmp_path):
     folder = download_librispeech("dev-tiny", dest, server.url, hashlib.sha256(archive).hexdigest())
     assert server.ranges == [f"bytes={half}-"]
     assert len(load_manifest(folder)) == 6 and no_leftovers(dest)
+
+
+def test_download_interrupted_then_resumed(server, archive, tmp_path):
+    server.files["/resources/12/dev-tiny.tar.gz"] = archive
+    server.cut_after = 3000
+    dest = tmp_path / "data"
+    sha = hashlib.sha256(archive).hexdigest()
+    with pytest.raises(RuntimeError, match="interrupted.*rerun to resume"):
+        download_librispeech("dev-tiny", dest, server.url, sha)
+    assert (dest / "dev-tiny.tar.gz.part").read_bytes() == archive[:3000]
+    assert not (dest / "LibriSpeech").exists()
+    folder = download_librispeech("dev-tiny", dest, server.url, sha)
+    assert server.ranges == [None, "bytes=3000-"] and len(load_manifest(folder)) == 6
 
 
 def test_download_restarts_when_server_ignores_range(server, archive, tmp_path):
