@@ -224,8 +224,11 @@ class Counters:
         return self.overflows + self.dropped
 
 
-def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def run(args: argparse.Namespace, out: Optional[TextIO] = None, err: Optional[TextIO] = None) -> int:
     from .cli import error, load_model
+
+    out = out or sys.stdout  # looked up per call, so redirection (and pytest capture) applies
+    err = err or sys.stderr
 
     try:
         import sounddevice as sd
@@ -307,7 +310,12 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
     stop = threading.Event()
     previous_handler = None
     if threading.current_thread() is threading.main_thread():
-        previous_handler = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+        def on_sigint(signum: int, frame: Any) -> None:
+            if stop.is_set():  # a second Ctrl-C: stop at once, without the final flush
+                raise KeyboardInterrupt
+            stop.set()
+
+        previous_handler = signal.signal(signal.SIGINT, on_sigint)
     reported = 0
     last_warning = 0.0
 
@@ -339,7 +347,10 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
                 break
         for result in transcriber.finish():
             printer.final(result)
-    except KeyboardInterrupt:  # only when not on the main thread (no handler installed)
+    except KeyboardInterrupt:
+        if stop.is_set():  # second Ctrl-C
+            raise
+        # Not on the main thread (no handler installed): flush what we have.
         for result in transcriber.finish():
             printer.final(result)
     finally:

@@ -350,3 +350,79 @@ def test_printer_redraws_partials_on_a_tty_and_prints_only_finals_elsewhere():
     p.partial("x")
     p.warn("audio lost: 1 input overflow(s)")
     assert err.getvalue() == "asr: warning: audio lost: 1 input overflow(s)\n"
+
+
+# ---------------------------------------------------------------- lost audio is counted, never silent
+
+
+class FakeStatus:
+    def __init__(self, overflow: bool):
+        self.input_overflow = overflow
+
+
+def fake_sounddevice(audio: np.ndarray, rate: int, overflow_blocks: set[int]):
+    """A stand-in for the sounddevice module whose stream pushes `audio` as fast as it can (so the
+    bounded queue may fill), flags some blocks as PortAudio overflows, then sends Ctrl-C."""
+    import types
+
+    sd = types.ModuleType("sounddevice")
+
+    class PortAudioError(Exception):
+        pass
+
+    device = {"name": "fake mic", "index": 0, "max_input_channels": 2, "default_samplerate": float(rate)}
+
+    def query_devices(device_spec=None, kind=None):
+        if kind is None:
+            return [device]
+        if device_spec not in (None, 0, "fake"):
+            raise ValueError(f"No input device matching {device_spec!r}")
+        return device
+
+    class InputStream:
+        def __init__(self, device, samplerate, channels, dtype, blocksize, callback):
+            self.blocksize, self.callback, self.channels = blocksize, callback, channels
+
+        def _run(self):
+            for i, a in enumerate(range(0, len(audio), self.blocksize)):
+                block = audio[a:a + self.blocksize]
+                if len(block) < self.blocksize:
+                    break
+                self.callback(np.repeat(block[:, None], self.channels, axis=1), len(block), None,
+                              FakeStatus(i in overflow_blocks))
+            time.sleep(1.2)  # let the warning (rate-limited to 1/s) go out
+            os.kill(os.getpid(), signal.SIGINT)
+
+        def __enter__(self):
+            self.thread = threading.Thread(target=self._run)
+            self.thread.start()
+            return self
+
+        def __exit__(self, *exc):
+            self.thread.join()
+
+    sd.PortAudioError, sd.query_devices, sd.InputStream = PortAudioError, query_devices, InputStream
+    return sd
+
+
+def test_overflows_and_drops_are_counted_and_reported(overfit, tmp_path, monkeypatch, capsys):
+    from asr.cli import main
+
+    waves = [trim_leading_silence(w) for w in overfit["waves"]]
+    audio, _ = session_signal(waves, lead=0.5, gap=1.5)
+    chunk = 160  # 10 ms blocks: the ~10 s queue holds 1000 of them, the stream pushes ~750 at once
+    monkeypatch.setitem(sys.modules, "sounddevice", fake_sounddevice(audio, 16000, {3, 40}))
+    saved = tmp_path / "capture.wav"
+    assert main(["listen", "--model", str(overfit["path"]), "--device", "fake", "--chunk-ms", "10",
+                 "--save", str(saved)]) == 0
+    out, err = capsys.readouterr()
+    assert "asr: warning: audio lost: 2 input overflow(s)" in err
+    summary = err.strip().splitlines()[-1]
+    assert "2 input overflow(s)" in summary
+    dropped = int(summary.split("overflow(s), ")[1].split(" dropped")[0])
+    captured, rate = sf.read(saved, dtype="float32", always_2d=True)
+    # Every block is either transcribed/saved or counted as dropped.
+    assert len(captured) + dropped * chunk == len(audio) // chunk * chunk
+    assert rate == 16000 and captured.shape[1] == 2
+    if dropped == 0:  # nothing lost: the transcript is the file transcription
+        assert out.splitlines() == [transcribe(overfit["model"], w).text for w in waves]
