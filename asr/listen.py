@@ -187,25 +187,26 @@ def list_devices(sd: Any, out: TextIO) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", help="input device: PortAudio index or (part of) its name (default: system default)")
+    p.add_argument("--device", metavar="NAME|INDEX", help="input device: PortAudio index or (part of) its name (default: system default)")
     p.add_argument("--list-devices", action="store_true", help="list input devices and exit")
-    p.add_argument("--samplerate", type=int, default=0,
+    p.add_argument("--samplerate", type=int, default=0, metavar="HZ",
                    help="capture rate in Hz (default: the device's default rate); resampled to 16 kHz")
-    p.add_argument("--chunk-ms", type=float, default=100.0,
+    p.add_argument("--chunk-ms", type=float, default=100.0, metavar="MS",
                    help="capture block length in ms (default 100; smaller = lower latency, more CPU)")
-    p.add_argument("--model", help="model checkpoint (default: bundled)")
+    p.add_argument("--model", metavar="PATH", help="model checkpoint (default: bundled)")
     p.add_argument("--save", metavar="FILE.wav",
                    help="also write the captured audio (native rate and channels, float32 wav)")
     p.add_argument("--json", action="store_true",
                    help='one JSON object per utterance: {"text","start","end","words":[...]}')
     p.add_argument("--timestamps", action="store_true", help="prefix each utterance with [start-end] seconds")
-    p.add_argument("--endpoint-silence", type=float, default=EndpointConfig.silence,
+    p.add_argument("--endpoint-silence", type=float, default=EndpointConfig.silence, metavar="SECONDS",
                    help="end an utterance after this much trailing silence once something was recognised "
                         f"(default {EndpointConfig.silence} s)")
     p.add_argument("--endpoint-silence-no-speech", type=float, default=EndpointConfig.silence_no_speech,
+                   metavar="SECONDS",
                    help="restart after this much silence even if nothing was recognised "
                         f"(default {EndpointConfig.silence_no_speech} s)")
-    p.add_argument("--max-utterance", type=float, default=EndpointConfig.max_utterance,
+    p.add_argument("--max-utterance", type=float, default=EndpointConfig.max_utterance, metavar="SECONDS",
                    help=f"cut utterances longer than this (default {EndpointConfig.max_utterance} s)")
     p.add_argument("--skip-silence-below", type=float, default=DIGITAL_SILENCE, metavar="LEVEL",
                    help="between utterances, do not feed samples with |amplitude| <= LEVEL to the model "
