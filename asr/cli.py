@@ -73,7 +73,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except ValueError as e:
         error(str(e))
         return 1
-    print_summary(", ".join(args.data), rates)
+    print_summary("asr eval", rates)
+    print(f"data: {', '.join(args.data)}")
     if args.output:
         print(f"per-utterance errors: {args.output}")
     return 0

@@ -104,7 +104,7 @@ def print_summary(name: str, rates: ErrorRates) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"asr eval: {name}")
+    table = Table(title=name)
     for col in ("utterances", "words", "WER %", "CER %"):
         table.add_column(col, justify="right")
     table.add_row(str(rates.utterances), str(rates.words), f"{100 * rates.wer:.2f}", f"{100 * rates.cer:.2f}")

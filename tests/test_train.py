@@ -1,0 +1,131 @@
+"""Training loop: outputs, exact resume after kill -9, DDP with two processes, evaluation numbers."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+
+from asr.cli import main
+from asr.evaluate import error_rates
+from asr.model import AcousticModel
+from asr.train import TrainConfig, train
+
+SMALL = ["--hidden", "48", "--layers", "2", "--num-workers", "0", "--threads", "1", "--batch-seconds", "6",
+         "--warmup-steps", "3", "--stats-utterances", "6", "--noise-prob", "0.5"]
+
+
+def train_args(corpus: Path, out: Path, *extra: str) -> list[str]:
+    return ["--train", str(corpus), "--out", str(out), *SMALL, *extra]
+
+
+def run_train_cli(args: list[str]) -> dict:
+    assert main(["train", *args]) == 0
+    out = Path(args[args.index("--out") + 1])
+    return torch.load(out / "last.pt", weights_only=True)
+
+
+def test_training_writes_checkpoints_history_and_plot(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    run_train_cli(train_args(tiny_corpus, out, "--dev", str(tiny_corpus), "--epochs", "3"))
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert all(0 <= h["dev_wer"] and 0 <= h["dev_cer"] for h in history)
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert (out / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    model = AcousticModel.load(out / "best.pt")
+    assert model.config.hidden == 48
+    assert float(model.normalizer.std.min()) > 0 and float(model.normalizer.mean.abs().sum()) > 0
+
+
+def _losses(ckpt: dict) -> list:
+    return json.loads(ckpt["progress"])["recent_losses"]
+
+
+def test_resume_after_kill9_continues_exactly(tiny_corpus, tmp_path):
+    common = ["--epochs", "4", "--save-every-steps", "1", "--seed", "3"]
+    reference = run_train_cli(train_args(tiny_corpus, tmp_path / "ref", *common))
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "asr.train", *train_args(tiny_corpus, out, *common)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if (out / "last.pt").exists():
+                try:
+                    step = json.loads(torch.load(out / "last.pt", weights_only=True)["progress"])["step"]
+                except Exception:  # being replaced right now
+                    step = 0
+                if step >= 3:
+                    break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    interrupted_at = json.loads(torch.load(out / "last.pt", weights_only=True)["progress"])["step"]
+    total = json.loads(reference["progress"])["step"]
+    assert 3 <= interrupted_at < total, "the kill must land mid-run"
+
+    resumed = run_train_cli(train_args(tiny_corpus, out, *common))
+    # Same losses at every step after the interruption, and the same final weights, bit for bit.
+    assert _losses(resumed) == _losses(reference)
+    for k, v in reference["model"]["state_dict"].items():
+        assert torch.equal(v, resumed["model"]["state_dict"][k]), k
+    assert reference["optimizer"]["state"][0]["step"] == resumed["optimizer"]["state"][0]["step"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_processes_end_identical(tiny_corpus, tmp_path):
+    torchrun = shutil.which("torchrun")
+    assert torchrun, "torchrun comes with torch"
+    out = tmp_path / "ddp"
+    cmd = [torchrun, "--nnodes", "1", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+           "--master-port", str(_free_port()), "-m", "asr.train",
+           *train_args(tiny_corpus, out, "--epochs", "2", "--dev", str(tiny_corpus))]
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    replicas = json.loads((out / "replicas.json").read_text())
+    assert replicas["world_size"] == 2
+    assert len(replicas["sha256"]) == 2 and replicas["sha256"][0] == replicas["sha256"][1]
+    assert (out / "best.pt").exists()
+    assert "2 process(es)" in result.stderr
+
+
+def test_error_rates_on_known_case():
+    rates = error_rates(["the cat sat on the mat", "hello world"], ["the cat sat on a mat", "hello"])
+    assert rates.words == 8
+    assert rates.wer == pytest.approx(2 / 8)  # one substitution, one deletion
+    # characters: "the" -> "a" is 3 edits, dropping " world" 6, over 22 + 11 reference characters
+    assert rates.cer == pytest.approx((3 + 6) / (22 + 11))
+
+
+def test_asr_eval_reports_known_wer(overfit, tmp_path, capsys):
+    # The overfit model transcribes these two files exactly; one reference word is changed on purpose.
+    refs = ["open the window please", "turn left at the next light"]
+    chapter = tmp_path / "corpus" / "7" / "1"
+    chapter.mkdir(parents=True)
+    for i, wav in enumerate(overfit["wav_paths"]):
+        sf.write(chapter / f"7-1-{i:04d}.flac", sf.read(wav)[0], 16000)
+    (chapter / "7-1.trans.txt").write_text("".join(f"7-1-{i:04d} {r.upper()}\n" for i, r in enumerate(refs)))
+    report = tmp_path / "errors.jsonl"
+    assert main(["eval", "--model", str(overfit["path"]), str(tmp_path / "corpus"), "--output", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "10.00" in out  # 1 error / 10 words
+    rows = [json.loads(line) for line in report.read_text().splitlines()]
+    assert [(r["ref"], r["hyp"], r["errors"]) for r in rows] == [
+        (refs[0], overfit["texts"][0], 1), (refs[1], overfit["texts"][1], 0)]
