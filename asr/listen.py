@@ -187,7 +187,8 @@ def list_devices(sd: Any, out: TextIO) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", metavar="NAME|INDEX", help="input device: PortAudio index or (part of) its name (default: system default)")
+    p.add_argument("--device", metavar="NAME|INDEX",
+                   help="input device: PortAudio index or (part of) its name (default: system default)")
     p.add_argument("--list-devices", action="store_true", help="list input devices and exit")
     p.add_argument("--samplerate", type=int, default=0, metavar="HZ",
                    help="capture rate in Hz (default: the device's default rate); resampled to 16 kHz")

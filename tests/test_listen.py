@@ -163,7 +163,8 @@ class Pulse:
 
     def start(self) -> None:
         lines = [f"load-module module-native-protocol-unix auth-anonymous=1 socket={self.socket}"]
-        lines += [f"load-module module-null-sink sink_name={n} rate={r} channels={c}" for n, (r, c) in self.SINKS.items()]
+        lines += [f"load-module module-null-sink sink_name={n} rate={r} channels={c}"
+                  for n, (r, c) in self.SINKS.items()]
         lines += ["set-default-sink asr16", "set-default-source asr16.monitor"]
         (self.root / "default.pa").write_text("\n".join(lines) + "\n")
         log = open(self.root / "pulse.log", "w")
