@@ -290,9 +290,11 @@ def train(cfg: TrainConfig) -> dict:
             "specaug_rng": specaug_gen.get_state(), "train_config": json.dumps(dataclasses.asdict(cfg)),
         }, last)
 
+    interactive = rank == 0 and sys.stderr.isatty()
     progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(),
-                        disable=rank != 0 or not sys.stderr.isatty())
+                        disable=not interactive)
+    audio_seconds, t_log = 0.0, time.time()
     done = state["step"] >= total_steps
     with progress:
         while state["epoch"] < cfg.epochs and not done:
@@ -322,9 +324,15 @@ def train(cfg: TrainConfig) -> dict:
                     state["last_loss"] = loss_value
                     # The last losses travel with the checkpoint: a resumed run can be checked against them.
                     state["recent_losses"] = (state.get("recent_losses", []) + [[state["step"] + 1, loss_value]])[-50:]
+                    audio_seconds += float(batch["waveform_lengths"].sum()) / 16000
                 scheduler.step()
                 state["step"] += 1
                 progress.update(task, advance=1, loss=state.get("last_loss", float("nan")))
+                if not interactive and state["step"] % 50 == 0:  # logs and pipes get a line, not a bar
+                    rate = audio_seconds / max(1e-9, time.time() - t_log)
+                    log(f"step {state['step']}/{total_steps} epoch {epoch} loss {state.get('last_loss', 0):.3f} "
+                        f"lr {scheduler.get_last_lr()[0]:.2e} {rate:.0f} audio-s/s")
+                    audio_seconds, t_log = 0.0, time.time()
                 if state["step"] % cfg.save_every_steps == 0:
                     save_last()
                 if state["step"] >= total_steps:
