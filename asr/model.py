@@ -48,9 +48,14 @@ class AcousticModel(nn.Module):
         return 0.01 * self.config.stack
 
     def forward(
-        self, features: torch.Tensor, lengths: Optional[torch.Tensor] = None, state: Optional[State] = None
+        self, features: torch.Tensor, lengths: Optional[torch.Tensor] = None, state: Optional[State] = None,
+        exact_final_state: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor, State]:
         """features (B, T, n_mels) raw log-mel; returns logits (B, T // stack, V), their lengths, new state.
+
+        Logits of valid steps never depend on padding (the GRU is causal). The returned state
+        does: with exact_final_state it is each utterance's own (via packing, ~4x slower to
+        train on CPU); training, which discards the state, passes False.
 
         Trailing frames that do not fill a whole stack are ignored; the streaming runner keeps them
         for the next chunk instead.
@@ -65,7 +70,7 @@ class AcousticModel(nn.Module):
         x = self.input(x)
         if steps == 0:
             return x.new_zeros(b, 0, len(self.config.vocab)), out_lengths, self._initial_state(b, x) if state is None else state
-        if b > 1 and bool((out_lengths != steps).any()):
+        if exact_final_state and b > 1 and bool((out_lengths != steps).any()):
             # Packing makes the returned state the one after each utterance's own last step.
             packed = nn.utils.rnn.pack_padded_sequence(x, out_lengths.clamp(min=1).cpu(), batch_first=True,
                                                        enforce_sorted=False)

@@ -122,7 +122,7 @@ def ctc_loss(model: torch.nn.Module, logmel: LogMel, batch: dict, cfg: Optional[
     lengths = batch_lengths(batch["waveform_lengths"])
     if cfg is not None and generator is not None:
         feats = spec_augment(feats, lengths, cfg, generator)
-    logits, out_lengths, _ = model(feats, lengths)
+    logits, out_lengths, _ = model(feats, lengths, exact_final_state=False)
     log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # (T, B, V) for ctc_loss
     return F.ctc_loss(log_probs, batch["targets"], out_lengths, batch["target_lengths"],
                       blank=0, zero_infinity=True)

@@ -65,6 +65,8 @@ def test_padding_invariance():
     padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True, padding_value=3.0)
     with torch.no_grad():
         logits, out_lengths, state = model(padded, lengths)
+        fast_logits, _, _ = model(padded, lengths, exact_final_state=False)  # the training path
+    torch.testing.assert_close(fast_logits, logits, atol=1e-5, rtol=0)
     for i, (a_logits, a_len, a_state) in enumerate(alone):
         n = int(out_lengths[i])
         assert n == a_len[0] == a_logits.shape[1]
