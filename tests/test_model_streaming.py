@@ -66,7 +66,8 @@ def test_padding_invariance():
     with torch.no_grad():
         logits, out_lengths, state = model(padded, lengths)
         fast_logits, _, _ = model(padded, lengths, exact_final_state=False)  # the training path
-    torch.testing.assert_close(fast_logits, logits, atol=1e-5, rtol=0)
+    for i, n in enumerate(out_lengths.tolist()):
+        torch.testing.assert_close(fast_logits[i, :n], logits[i, :n], atol=1e-5, rtol=0)
     for i, (a_logits, a_len, a_state) in enumerate(alone):
         n = int(out_lengths[i])
         assert n == a_len[0] == a_logits.shape[1]
