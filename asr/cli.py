@@ -102,6 +102,26 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run
+
+    return run(args)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_step, quantize
+
+    model = load_model(args.model)
+    try:
+        path = export_step(quantize(model) if args.int8 else model, args.output)
+    except (ValueError, OSError, ImportError) as e:  # ImportError: onnx missing (pip install -e .[export])
+        error(str(e))
+        return 1
+    print(f"{path}: step(features (1, T, {model.config.n_mels}) with T a multiple of {model.config.stack}, "
+          f"state ({model.config.layers}, 1, {model.config.hidden})) -> (logits, new_state)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asr", description="Streaming GRU-CTC speech recognition")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +158,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model with CTC (torchrun for several processes)")
     add_arguments(p)
     p.set_defaults(func=cmd_train)
+
+    from .bench import add_arguments as add_bench_arguments
+
+    p = sub.add_parser("bench", help="speed/latency/memory/throughput table (+ int8, LSTM, PocketSphinx)")
+    add_bench_arguments(p)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("export", help="export the streaming step (state in, state out) to ONNX or TorchScript")
+    p.add_argument("--model", help="model checkpoint (default: bundled)")
+    p.add_argument("--output", required=True, help="step.onnx (needs onnx; pip install -e .[export]) or step.pt")
+    p.add_argument("--int8", action="store_true", help="quantize GRU/Linear weights to int8 first (TorchScript only)")
+    p.set_defaults(func=cmd_export)
     return parser
 
 
