@@ -303,43 +303,48 @@ def train_throughput(cfg: ModelConfig, batch: dict, threads: int, steps: int) ->
     return audio_seconds * steps / elapsed
 
 
-def _batch_worker(ckpt: dict, int8: bool, waves: list[np.ndarray], barrier: Any, results: Any) -> None:
-    """One transcription process on one thread: warm up, wait for the others, transcribe all."""
+def _batch_worker(ckpt: dict, variants: list[bool], waves: list[np.ndarray], barrier: Any, results: Any) -> None:
+    """One transcription process on one thread: per variant (int8 or not) warm up, wait for the
+    other workers, transcribe every wave."""
     torch.set_num_threads(1)
+    from .export import quantize
     from .transcribe import transcribe
 
-    model = AcousticModel.from_checkpoint(ckpt)
-    if int8:
-        from .export import quantize
-
-        model = quantize(model)
-    transcribe(model, waves[0][: SAMPLE_RATE])
-    barrier.wait()
-    start = time.monotonic()
-    for w in waves:
-        transcribe(model, w)
-    end = time.monotonic()
-    maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    results.put((sum(len(w) for w in waves) / SAMPLE_RATE, start, end, maxrss_mb))
+    fp32 = AcousticModel.from_checkpoint(ckpt)
+    for int8 in variants:
+        model = quantize(fp32) if int8 else fp32
+        transcribe(model, waves[0][: SAMPLE_RATE])
+        barrier.wait()
+        start = time.monotonic()
+        for w in waves:
+            transcribe(model, w)
+        end = time.monotonic()
+        maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        results.put((int8, sum(len(w) for w in waves) / SAMPLE_RATE, start, end, maxrss_mb))
 
 
-def batch_throughput(model: AcousticModel, waves: list[np.ndarray], workers: int, int8: bool) -> tuple[float, float]:
-    """(audio seconds per wall second, peak RSS MB of a worker) with `workers` one-thread processes,
-    each transcribing the whole batch (processes, not threads: no GIL, like a real batch job)."""
+def batch_throughput(model: AcousticModel, waves: list[np.ndarray], workers: int,
+                     variants: list[bool]) -> tuple[dict[bool, float], float]:
+    """({int8: audio seconds per wall second}, peak RSS MB of a worker) with `workers` one-thread
+    processes, each transcribing all `waves` (processes, not threads: no GIL, like a real batch job).
+    The workers are started once and run the variants in turn (spawning costs seconds)."""
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(workers), ctx.Queue()
     ckpt = model.checkpoint()
-    procs = [ctx.Process(target=_batch_worker, args=(ckpt, int8, waves, barrier, results)) for _ in range(workers)]
+    procs = [ctx.Process(target=_batch_worker, args=(ckpt, variants, waves, barrier, results))
+             for _ in range(workers)]
     for p in procs:
         p.start()
     try:
-        out = [results.get(timeout=600) for _ in procs]
+        out = [results.get(timeout=900) for _ in range(workers * len(variants))]
     finally:
         for p in procs:
             p.join(timeout=30)
-    audio = sum(o[0] for o in out)
-    wall = max(o[2] for o in out) - min(o[1] for o in out)
-    return audio / wall, max(o[3] for o in out)
+    speed = {}
+    for v in variants:
+        mine = [o for o in out if o[0] == v]
+        speed[v] = sum(o[1] for o in mine) / (max(o[3] for o in mine) - min(o[2] for o in mine))
+    return speed, max(o[4] for o in out)
 
 
 def _beam_decoder(vocab: Sequence[str]) -> tuple[Optional[Callable[[torch.Tensor], Any]], str]:
@@ -477,15 +482,13 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda s: None) -
 
     # Batch transcription on all cores (one single-thread process per core).
     batch_waves = utts if not quick else [u[: 2 * SAMPLE_RATE] for u in utts[:2]]
-    tput: dict[str, float] = {}
-    rss: dict[str, float] = {}
-    for name, int8 in ((GRU, False), (INT8, True)):
-        if name in models:
-            log(f"batch throughput {name}")
-            tput[name], rss[name] = batch_throughput(model, batch_waves, opts.workers, int8)
-    add(f"batch, {opts.workers} processes", "transcription throughput", "audio s/s", tput,
+    log("batch throughput")
+    speed, worker_rss = batch_throughput(model, batch_waves, opts.workers, [False] + ([True] if INT8 in models else []))
+    add(f"batch, {opts.workers} processes", "transcription throughput", "audio s/s",
+        {INT8 if int8 else GRU: v for int8, v in speed.items()},
         f"{opts.workers} one-thread processes x {len(batch_waves)} files")
-    add("memory", "peak RSS, batch worker process", "MB", rss, "ru_maxrss of a process incl. torch import")
+    add("memory", "peak RSS, batch worker process", "MB", {GRU: worker_rss},
+        "ru_maxrss incl. torch import" + (", fp32 + int8 models loaded" if INT8 in models else ""))
 
     # Training throughput vs the machine's GEMM ceiling, same run.
     utt_n, utt_s, train_steps = (2, 1.0, 1) if quick else (16, 10.0, 3)  # 160 padded s = the default batch
@@ -613,13 +616,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from .audio import AudioError
+
     opts = BenchOptions(model=args.model, audio=args.audio, seconds=args.seconds, quick=args.quick, int8=args.int8,
                         lstm=args.lstm, pocketsphinx=args.pocketsphinx, eval_data=args.eval_data,
                         workers=args.workers)
     err = Console(stderr=True)
     try:
         result = run_bench(opts, log=lambda s: err.print(f"[dim]bench: {s}[/dim]"))
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError, AudioError) as e:
         print(f"asr: error: {e}", file=sys.stderr)
         return 1
     # Wide enough that the table is not wrapped when redirected to a file.
