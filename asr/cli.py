@@ -31,12 +31,20 @@ def load_model(path: Optional[str]):
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
+    import torch
+
     from .audio import load_audio
     from .features import SAMPLE_RATE
     from .streaming import StreamingRecognizer
-    from .transcribe import transcribe
+    from .decoding import align_words, parse_hotwords
+    from .transcribe import batch_logits, make_decoder, transcript_from_logits
 
     model = load_model(args.model)
+    try:
+        decoder = make_decoder(model.config.vocab, args.lm, args.beam_size, args.lm_weight, args.word_score,
+                               parse_hotwords(args.hotword or []))
+    except (ValueError, OSError, RuntimeError) as e:
+        raise SystemExit(f"asr: error: {e}") from None
     failures = 0
     for file in args.files:
         try:
@@ -46,14 +54,27 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             failures += 1
             continue
         if args.stream_chunk_ms:
-            recognizer = StreamingRecognizer(model)
+            recognizer = StreamingRecognizer(model, decoder)
             step = max(1, int(SAMPLE_RATE * args.stream_chunk_ms / 1000))
-            for i in range(0, len(audio), step):
-                recognizer.accept(audio[i:i + step])
+            pieces = [recognizer.accept_logits(audio[i:i + step]) for i in range(0, len(audio), step)]
             text = recognizer.finish().text
+            if args.output_format and pieces:  # word times: the result aligned to the logits
+                words = align_words(torch.cat(pieces), text, model.config.vocab, model.frame_shift)
+            else:
+                words = []
         else:
-            text = transcribe(model, audio).text
+            result = transcript_from_logits(model, batch_logits(model, audio), len(audio) / SAMPLE_RATE,
+                                            decoder, align=bool(args.output_format))
+            text, words = result.text, result.words
         print(f"{file}: {text}", flush=True)
+        if args.output_format:
+            from .output import write_transcript
+
+            try:
+                write_transcript(args.output_format, text, words, file, args.output_dir)
+            except OSError as e:
+                error(f"{file}: cannot write {args.output_format} output: {e}")
+                failures += 1
     # Non-zero only when nothing at all could be transcribed, so batch jobs keep partial results.
     return 1 if failures and failures == len(args.files) else 0
 
@@ -65,15 +86,17 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate, print_summary
+    from .evaluate import evaluate, pocketsphinx_recognizer, print_summary, speaker_groups
 
     model = load_model(args.model)
     try:
-        rates = evaluate(model, args.data, Path(args.output) if args.output else None)
-    except ValueError as e:
+        groups = speaker_groups(args.groups) if args.groups else None
+        peer = pocketsphinx_recognizer() if args.peer == "pocketsphinx" else None
+        ev = evaluate(model, args.data, Path(args.output) if args.output else None, peer=peer)
+    except (ValueError, OSError) as e:
         error(str(e))
         return 1
-    print_summary("asr eval", rates)
+    print_summary("asr eval", ev, groups, args.peer or "")
     print(f"data: {', '.join(args.data)}")
     if args.output:
         print(f"per-utterance errors: {args.output}")
@@ -122,6 +145,32 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lm(args: argparse.Namespace) -> int:
+    from . import lm
+
+    try:
+        if args.lm_command == "build":
+            info = lm.build_arpa(lm.read_sentences(args.sources), args.output, args.order)
+            print(f"{args.output}: order {info['order']}, {info['sentences']} sentences, {info['words']} words, "
+                  f"vocabulary {info['vocabulary']}, n-grams {info['ngrams']}")
+            return 0
+        model = load_model(args.model)
+        if args.lm_command == "tune":
+            lm.tune(model, args.lm, args.data, args.lm_weights, args.word_scores, args.beam_size, args.limit)
+            return 0
+        from .transcribe import make_decoder
+
+        data = lm.corpus_logits(model, args.data, args.limit)
+        greedy = lm.score_decoder(data, model.config.vocab)
+        beam = lm.score_decoder(data, model.config.vocab, make_decoder(model.config.vocab, args.lm, args.beam_size))
+        print(f"{len(data)} utterances, {greedy.words} words: greedy WER {100 * greedy.wer:.2f}% CER "
+              f"{100 * greedy.cer:.2f}% | beam+LM WER {100 * beam.wer:.2f}% CER {100 * beam.cer:.2f}%")
+        return 0
+    except (ValueError, OSError) as e:
+        error(str(e))
+        return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asr", description="Streaming GRU-CTC speech recognition")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -131,6 +180,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help=f"model checkpoint (default: bundled {DEFAULT_MODEL.name})")
     p.add_argument("--stream-chunk-ms", type=float, default=0,
                    help="run the file through the streaming recognizer in chunks of N ms")
+    p.add_argument("--lm", help="word n-gram LM (ARPA, from `asr lm build`): beam search with it")
+    p.add_argument("--beam-size", type=int, default=0, help="beam search with this beam (default: greedy; "
+                   "32 with --lm)")
+    p.add_argument("--lm-weight", type=float, help="LM weight (default: tuned value next to the LM, else 0.5)")
+    p.add_argument("--word-score", type=float, help="word insertion bonus (default: tuned value, else 0)")
+    p.add_argument("--hotword", action="append", metavar="WORD[:BOOST]",
+                   help="favour this word (repeatable; boost in log-score units, default 5; needs --lm)")
+    from .output import FORMATS
+
+    p.add_argument("--output-format", choices=FORMATS,
+                   help="also write one file per input (<stem>.<format>) with word times and confidences")
+    p.add_argument("--output-dir", default=".", help="folder for --output-format files (default: .)")
     p.set_defaults(func=cmd_transcribe)
 
     from .listen import add_arguments as add_listen_arguments
@@ -143,7 +204,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", nargs="+", help="corpus folders (speaker/chapter/*.flac + *.trans.txt) or manifests")
     p.add_argument("--model", help="model checkpoint (default: bundled)")
     p.add_argument("--output", help="write per-utterance reference, hypothesis and errors (jsonl) here")
+    p.add_argument("--peer", choices=["pocketsphinx"], help="also run this recognizer on the same audio")
+    p.add_argument("--groups", metavar="TSV:COLUMN",
+                   help="break results down by a speaker table column, e.g. data/synth/SPEAKERS.tsv:engine")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("lm", help="word n-gram LM for beam search: build (ARPA), tune weights, eval")
+    lm_sub = p.add_subparsers(dest="lm_command", required=True)
+    q = lm_sub.add_parser("build", help="modified Kneser-Ney n-gram ARPA from text files / LibriSpeech folders")
+    q.add_argument("sources", nargs="+", help="text files (one sentence a line) or folders with *.trans.txt")
+    q.add_argument("-o", "--output", required=True, help="ARPA file to write")
+    q.add_argument("--order", type=int, default=3, help="n-gram order (default: 3)")
+    q = lm_sub.add_parser("tune", help="grid-search LM weight and word score on a dev set; saves LM.json")
+    q.add_argument("data", nargs="+", help="dev corpus folders or manifests")
+    q.add_argument("--model", help="model checkpoint (default: bundled)")
+    q.add_argument("--lm", required=True, help="ARPA file")
+    q.add_argument("--lm-weights", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
+    q.add_argument("--word-scores", type=float, nargs="+", default=[-1.0, 0.0, 1.0, 2.0])
+    q.add_argument("--beam-size", type=int, default=32)
+    q.add_argument("--limit", type=int, help="use only the first N utterances")
+    q = lm_sub.add_parser("eval", help="WER of greedy vs beam search + LM (tuned settings) on a corpus")
+    q.add_argument("data", nargs="+", help="corpus folders or manifests")
+    q.add_argument("--model", help="model checkpoint (default: bundled)")
+    q.add_argument("--lm", required=True, help="ARPA file (its tuned LM.json is used when present)")
+    q.add_argument("--beam-size", type=int, default=32)
+    q.add_argument("--limit", type=int, help="use only the first N utterances")
+    p.set_defaults(func=cmd_lm)
 
     p = sub.add_parser("prepare", help="download + extract LibriSpeech subsets from OpenSLR, build manifests")
     p.add_argument("subsets", nargs="+", help="e.g. train-clean-100 dev-clean test-clean")

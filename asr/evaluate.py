@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import time
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import jiwer
+import numpy as np
 import torch
 
 from .decoding import greedy_decode
 from .features import LogMel, batch_lengths
 from .model import AcousticModel
+from .tokenizer import normalize_text
 
 
 @dataclass
@@ -83,9 +87,50 @@ def write_jsonl_atomic(rows: Iterable[dict], path: Path) -> None:
         raise
 
 
+def pocketsphinx_recognizer() -> Callable[[np.ndarray], str]:
+    """PocketSphinx (PyPI `pocketsphinx`, its bundled en-us model and LM) as a peer to compare against."""
+    from pocketsphinx import Decoder
+
+    decoder = Decoder(samprate=16000, loglevel="FATAL")
+
+    def recognize(waveform: np.ndarray) -> str:
+        pcm = (np.clip(waveform, -1, 1) * 32767).astype(np.int16).tobytes()
+        decoder.start_utt()
+        decoder.process_raw(pcm, full_utt=True)
+        decoder.end_utt()
+        hyp = decoder.hyp()
+        # Its dictionary marks alternates as word(2) and fillers as <sil>, [NOISE]: not words.
+        words = [w for w in (hyp.hypstr.split() if hyp else []) if not w.startswith(("<", "["))]
+        return normalize_text(" ".join(re.sub(r"\(\d+\)$", "", w) for w in words))
+
+    return recognize
+
+
+@dataclass
+class Evaluation:
+    rows: list[dict]  # id, speaker, ref, hyp (+ peer_hyp), per-utterance errors
+    audio_seconds: float
+    compute_seconds: float
+    peer_compute_seconds: float = 0.0
+
+    @property
+    def wer(self) -> float:
+        return self.rates().wer
+
+    @property
+    def cer(self) -> float:
+        return self.rates().cer
+
+    def rates(self, key: str = "hyp", rows: Optional[list[dict]] = None) -> ErrorRates:
+        rows = self.rows if rows is None else rows
+        return error_rates([r["ref"] for r in rows], [r[key] for r in rows])
+
+
 def evaluate(model: AcousticModel, sources: Sequence[str], output: Optional[Path] = None,
-             batch_seconds: float = 200.0) -> ErrorRates:
-    """Scores `model` on LibriSpeech-layout folders or jsonl manifests; optional per-utterance jsonl."""
+             batch_seconds: float = 200.0, peer: Optional[Callable[[np.ndarray], str]] = None) -> Evaluation:
+    """Scores `model` (and optionally a peer recognizer on the same audio) on LibriSpeech-layout
+    folders or jsonl manifests; optional per-utterance jsonl."""
+    from .audio import load_audio
     from .data import BucketingBatchSampler, SpeechDataset, collate, load_manifest
 
     utts = load_manifest(list(sources))
@@ -94,18 +139,68 @@ def evaluate(model: AcousticModel, sources: Sequence[str], output: Optional[Path
     dataset = SpeechDataset(utts, model.tokenizer)
     sampler = BucketingBatchSampler([u.duration for u in utts], batch_seconds, shuffle=False)
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
-    rows = sorted(recognize_batches(model, loader))
+    t0 = time.perf_counter()
+    hyps = {i: (r, h) for i, r, h in recognize_batches(model, loader)}
+    ours = time.perf_counter() - t0  # includes decoding the audio files, as a user's run would
+    rows, peer_seconds = [], 0.0
+    for u in sorted(utts, key=lambda u: u.id):
+        if u.id not in hyps:
+            continue  # failed to load; already reported
+        ref, hyp = hyps[u.id]
+        row = {"id": u.id, "speaker": u.speaker, "ref": ref, "hyp": hyp, **utterance_errors(ref, hyp)}
+        if peer is not None:
+            wav = load_audio(u.path)
+            t0 = time.perf_counter()
+            row["peer_hyp"] = peer(wav)
+            peer_seconds += time.perf_counter() - t0
+            row["peer_errors"] = utterance_errors(ref, row["peer_hyp"])["errors"]
+        rows.append(row)
     if output is not None:
-        write_jsonl_atomic(({"id": i, "ref": r, "hyp": h, **utterance_errors(r, h)} for i, r, h in rows), output)
-    return error_rates([r for _, r, _ in rows], [h for _, _, h in rows])
+        write_jsonl_atomic(rows, output)
+    audio = sum(u.duration for u in utts if u.id in hyps)
+    return Evaluation(rows, audio, ours, peer_seconds)
 
 
-def print_summary(name: str, rates: ErrorRates) -> None:
+def speaker_groups(spec: str) -> dict[str, str]:
+    """`SPEAKERS.tsv:column` -> {speaker id: value of that column} (e.g. the TTS engine)."""
+    path, _, column = spec.rpartition(":")
+    if not path:
+        raise ValueError(f"{spec}: expected FILE.tsv:COLUMN")
+    lines = Path(path).read_text().splitlines()
+    header = lines[0].split("\t")
+    if column not in header:
+        raise ValueError(f"{path}: no column {column!r} (has {', '.join(header)})")
+    k = header.index(column)
+    return {cols[0]: cols[k] for cols in (line.split("\t") for line in lines[1:]) if len(cols) > k}
+
+
+def print_summary(title: str, ev: Evaluation, groups: Optional[dict[str, str]] = None,
+                  peer_name: str = "") -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=name)
-    for col in ("utterances", "words", "WER %", "CER %"):
+    table = Table(title=title)
+    for col in ("set", "utterances", "words", "WER %", "CER %"):
         table.add_column(col, justify="right")
-    table.add_row(str(rates.utterances), str(rates.words), f"{100 * rates.wer:.2f}", f"{100 * rates.cer:.2f}")
+    if peer_name:
+        table.add_column(f"{peer_name} WER %", justify="right")
+        table.add_column(f"{peer_name} CER %", justify="right")
+
+    def add(name: str, rows: list[dict]) -> None:
+        r = ev.rates("hyp", rows)
+        cells = [name, str(r.utterances), str(r.words), f"{100 * r.wer:.2f}", f"{100 * r.cer:.2f}"]
+        if peer_name:
+            p = ev.rates("peer_hyp", rows)
+            cells += [f"{100 * p.wer:.2f}", f"{100 * p.cer:.2f}"]
+        table.add_row(*cells)
+
+    if groups:
+        names = sorted({groups.get(r["speaker"], "?") for r in ev.rows})
+        for name in names:
+            add(name, [r for r in ev.rows if groups.get(r["speaker"], "?") == name])
+    add("all", ev.rows)
     Console().print(table)
+    line = f"audio {ev.audio_seconds:.1f} s; asr RTF {ev.compute_seconds / max(ev.audio_seconds, 1e-9):.4f}"
+    if peer_name:
+        line += f"; {peer_name} RTF {ev.peer_compute_seconds / max(ev.audio_seconds, 1e-9):.4f}"
+    print(line)
