@@ -1,9 +1,12 @@
-"""CTC decoding: greedy (best path) with the frame of every emitted character, and word timing."""
+"""CTC decoding: greedy (best path) with the frame of every emitted character, word timing, and beam search
+with an optional n-gram LM and hotwords (flashlight via torchaudio), word timing from forced alignment."""
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
-from typing import Sequence
+from pathlib import Path
+from typing import Optional, Sequence
 
 import torch
 
@@ -92,4 +95,231 @@ def words(hyp: Hypothesis, vocab: Sequence[str], frame_shift: float, time_offset
         else:
             chars.append((ch, frame, p))
     flush()
+    return result
+
+
+# ---------------------------------------------------------------- beam search (flashlight via torchaudio)
+
+SILENCE = "|"  # flashlight's word separator; our vocabulary's space maps to it
+
+
+def flashlight_tokens(vocab: Sequence[str]) -> list[str]:
+    """The model vocabulary as flashlight tokens: same indices, space -> "|" (blank keeps its name)."""
+    return [SILENCE if t == " " else t for t in vocab]
+
+
+def parse_hotwords(specs: Sequence[str], default_boost: float = 5.0) -> dict[str, float]:
+    """["word", "word:3.5", ...] -> {word: boost}; words are normalized like transcripts."""
+    from .tokenizer import normalize_text
+
+    result: dict[str, float] = {}
+    for spec in specs:
+        word, _, boost = spec.rpartition(":") if ":" in spec else (spec, "", "")
+        try:
+            value = float(boost) if boost else default_boost
+        except ValueError:
+            raise ValueError(f"hotword {spec!r}: boost must be a number (WORD or WORD:BOOST)") from None
+        text = normalize_text(word)
+        if not text or " " in text:
+            raise ValueError(f"hotword {spec!r}: must be a single word")
+        result[text] = value
+    return result
+
+
+def _boosted_lm(base, boosts: dict[int, float]):
+    """A flashlight LM that adds a bonus when a hotword is completed, on top of the wrapped KenLM.
+
+    The bonus is also part of the score the lexicon trie is smeared with, so partial hotwords survive
+    pruning. States are the wrapped LM's own, so KenLM does all the n-gram work in C++.
+    """
+    from torchaudio.models.decoder import CTCDecoderLM
+
+    class BoostedLM(CTCDecoderLM):
+        def __init__(self) -> None:
+            CTCDecoderLM.__init__(self)
+            self.base = base  # kept alive here: flashlight holds only a raw pointer
+
+        def start(self, start_with_nothing: bool):
+            return self.base.start(start_with_nothing)
+
+        def score(self, state, usr_token_idx: int):
+            next_state, score = self.base.score(state, usr_token_idx)
+            return next_state, score + boosts.get(usr_token_idx, 0.0)
+
+        def finish(self, state):
+            return self.base.finish(state)
+
+    return BoostedLM()
+
+
+class BeamSearchDecoder:
+    """CTC beam search (flashlight's C++ decoder through torchaudio), batch or fed in pieces.
+
+    - no LM: lexicon-free prefix beam search over characters (open vocabulary);
+    - word n-gram LM (ARPA or KenLM binary): lexicon decoding; the lexicon is the LM's vocabulary plus
+      hotwords, spelled with the model's characters (words outside it cannot be output).
+    `accept`/`text`/`hypothesis` mirror GreedyDecoder so StreamingRecognizer can use either; the final
+    result after any chunking equals decoding the whole utterance at once.
+    """
+
+    def __init__(self, vocab: Sequence[str], lm: Optional[str] = None, *, lm_weight: float = 0.5,
+                 word_score: float = 0.0, beam_size: int = 32, beam_threshold: float = 25.0,
+                 hotwords: Optional[dict[str, float]] = None, lexicon_words: Optional[Sequence[str]] = None,
+                 blank: int = 0):
+        from torchaudio.models.decoder import ctc_decoder
+
+        self.vocab = list(vocab)
+        self.blank = blank
+        self.hotwords = dict(hotwords or {})
+        tokens = flashlight_tokens(self.vocab)
+        self._tmp = None
+        options = dict(tokens=tokens, beam_size=beam_size, beam_threshold=beam_threshold,
+                       blank_token=tokens[blank], sil_token=SILENCE, nbest=1)
+        if lm is None:
+            if self.hotwords:
+                raise ValueError("hotwords need a word language model (--lm)")
+            self.lexicon = False
+            self._decoder = ctc_decoder(lexicon=None, lm=None, **options)
+        else:
+            from flashlight.lib.text.decoder.kenlm import KenLM
+            from flashlight.lib.text.dictionary import Dictionary
+
+            from .lm import arpa_vocabulary
+
+            self.lexicon = True
+            allowed = set(self.vocab) - {self.vocab[blank], " "}
+            if lexicon_words is None:
+                lexicon_words = arpa_vocabulary(lm) if not str(lm).endswith((".bin", ".binary")) else []
+            words = sorted({w for w in list(lexicon_words) + list(self.hotwords) if w and set(w) <= allowed})
+            if not words:
+                raise ValueError(f"{lm}: no words spelled with the model's characters")
+            self._tmp = tempfile.TemporaryDirectory(prefix="asr-lexicon-")
+            lexicon = Path(self._tmp.name) / "lexicon.txt"
+            lexicon.write_text("".join(f"{w}\t{' '.join(w)} {SILENCE}\n" for w in words))
+            word_list = Path(self._tmp.name) / "words.txt"
+            word_list.write_text("".join(f"{w}\n" for w in words + ["<unk>"]))
+            word_dict = Dictionary(str(word_list))
+            kenlm = KenLM(str(lm), word_dict)
+            # Boost is in decoder score units (natural-log acoustic scale): flashlight multiplies LM
+            # scores by lm_weight, so divide here.
+            scale = 1.0 / lm_weight if lm_weight > 0 else 1.0
+            boosts = {word_dict.get_index(w): b * scale for w, b in self.hotwords.items()}
+            lm_object = _boosted_lm(kenlm, boosts) if boosts else kenlm
+            self._decoder = ctc_decoder(lexicon=str(lexicon), lm=lm_object, lm_dict=str(word_list),
+                                        lm_weight=lm_weight, word_score=word_score, **options)
+            self._kenlm = kenlm  # flashlight keeps raw pointers: keep the objects alive with the decoder
+            self._lm_object = lm_object
+        self.reset()
+
+    # -- streaming interface (same as GreedyDecoder)
+    def reset(self) -> None:
+        self._decoder.decode_begin()
+        self._ended = False
+        self._steps = 0
+        self._final: Optional[Hypothesis] = None
+
+    def accept(self, logits: torch.Tensor) -> None:
+        """logits: (T, V) raw model outputs for the next T steps."""
+        if self._ended:
+            raise RuntimeError("hypothesis() finalized this utterance; call reset() first")
+        if logits.shape[0] == 0:
+            return
+        self._decoder.decode_step(logits.float().log_softmax(-1).contiguous())
+        self._steps += logits.shape[0]
+
+    @property
+    def text(self) -> str:
+        """Best partial transcript so far (final once hypothesis() was called)."""
+        if self._final is not None:
+            return self._final.text
+        best = self._decoder.get_final_hypothesis()
+        return self._to_text(best[0]) if best else ""
+
+    def hypothesis(self) -> Hypothesis:
+        """Ends the utterance (adds the LM's end-of-sentence score) and returns the best result.
+
+        Frames/probs are empty: use align_words() on the logits for timing and confidence.
+        """
+        if self._final is None:
+            self._decoder.decode_end()
+            self._ended = True
+            best = self._decoder.get_final_hypothesis()
+            text = self._to_text(best[0]) if best else ""
+            index = {c: i for i, c in enumerate(self.vocab)}
+            self._final = Hypothesis(text, [index[c] for c in text])
+        return self._final
+
+    def decode(self, logits: torch.Tensor) -> Hypothesis:
+        """Whole-utterance decoding of (T, V) logits."""
+        self.reset()
+        self.accept(logits)
+        return self.hypothesis()
+
+    def _to_text(self, hyp) -> str:
+        if self.lexicon:
+            return " ".join(w for w in hyp.words if w != "<unk>")
+        chars = "".join(self.vocab[int(t)] for t in hyp.tokens if int(t) != self.blank)
+        return " ".join(chars.split())
+
+
+def align_words(logits: torch.Tensor, text: str, vocab: Sequence[str], frame_shift: float,
+                time_offset: float = 0.0, blank: int = 0) -> list[Word]:
+    """Word times and confidences from a CTC forced alignment of `text` to (T, V) logits.
+
+    A word spans its first character's first aligned step to its last character's last step;
+    its confidence is the mean posterior of its characters (each character: mean over its steps).
+    """
+    import torchaudio.functional as F
+
+    index = {c: i for i, c in enumerate(vocab)}
+    ids = [index[c] for c in text if c in index and index[c] != blank]
+    if not ids or logits.shape[0] == 0:
+        return []
+    log_probs = logits.float().log_softmax(-1)
+    try:
+        aligned, scores = F.forced_align(log_probs[None], torch.tensor([ids], dtype=torch.int32), blank=blank)
+    except RuntimeError:  # more characters (+ repeats) than steps: the text cannot come from these logits
+        return []
+    spans = F.merge_tokens(aligned[0], scores[0].exp(), blank=blank)
+    result: list[Word] = []
+    current: list = []
+
+    def flush() -> None:
+        if current:
+            result.append(Word(
+                text="".join(vocab[s.token] for s in current),
+                start=round(time_offset + current[0].start * frame_shift, 3),
+                end=round(time_offset + current[-1].end * frame_shift, 3),
+                confidence=round(sum(s.score for s in current) / len(current), 4),
+            ))
+            current.clear()
+
+    for span in spans:
+        if vocab[span.token] == " ":
+            flush()
+        else:
+            current.append(span)
+    flush()
+    return result
+
+
+def beam_decode_speed(logits: torch.Tensor, vocab: Sequence[str], frame_shift: float,
+                      beam_sizes: Sequence[int] = (8, 32, 128), lm: Optional[str] = None,
+                      repeats: int = 3, **options) -> dict[int, float]:
+    """Seconds of beam search per second of audio for each beam size (best of `repeats`), on (T, V) logits.
+
+    Only the search is timed (the model's forward pass is not); lm/options as for BeamSearchDecoder.
+    """
+    import time
+
+    audio_seconds = logits.shape[0] * frame_shift
+    result: dict[int, float] = {}
+    for beam in beam_sizes:
+        decoder = BeamSearchDecoder(vocab, lm, beam_size=beam, **options)
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            decoder.decode(logits)
+            best = min(best, time.perf_counter() - start)
+        result[beam] = best / audio_seconds
     return result

@@ -13,17 +13,20 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from .decoding import GreedyDecoder, Hypothesis, Word, words
+from .decoding import BeamSearchDecoder, GreedyDecoder, Hypothesis, Word, align_words, words
 from .features import SAMPLE_RATE, LogMel, StreamingLogMel
 from .model import AcousticModel, State
 
 
 class StreamingRecognizer:
-    def __init__(self, model: AcousticModel):
+    def __init__(self, model: AcousticModel, decoder: Optional[Union[GreedyDecoder, BeamSearchDecoder]] = None):
+        """decoder: GreedyDecoder (default) or a BeamSearchDecoder built for this model's vocabulary."""
         self.model = model.eval()
         self.logmel = LogMel(model.config.n_mels)
         self.features = StreamingLogMel(self.logmel)
-        self.decoder = GreedyDecoder(model.config.vocab)
+        self.decoder = decoder if decoder is not None else GreedyDecoder(model.config.vocab)
+        # Beam search results carry no frames; their word times come from aligning the kept logits.
+        self._keep_logits = not isinstance(self.decoder, GreedyDecoder)
         self.reset()
 
     def reset(self) -> None:
@@ -32,6 +35,7 @@ class StreamingRecognizer:
         self.decoder.reset()
         self._frames = torch.zeros(0, self.model.config.n_mels)
         self._state: Optional[State] = None
+        self._logits: list[torch.Tensor] = []
         self.samples_seen = 0
 
     @torch.inference_mode()
@@ -46,6 +50,8 @@ class StreamingRecognizer:
             return torch.zeros(0, len(self.model.config.vocab))
         logits, _, self._state = self.model(frames[None, :usable], state=self._state)
         self.decoder.accept(logits[0])
+        if self._keep_logits:
+            self._logits.append(logits[0])
         return logits[0]
 
     def accept(self, chunk: Union[np.ndarray, torch.Tensor]) -> str:
@@ -62,6 +68,10 @@ class StreamingRecognizer:
         return self.decoder.hypothesis()
 
     def words(self, time_offset: float = 0.0) -> list[Word]:
+        if self._keep_logits:
+            logits = torch.cat(self._logits) if self._logits else torch.zeros(0, len(self.model.config.vocab))
+            return align_words(logits, self.decoder.hypothesis().text, self.model.config.vocab,
+                               self.model.frame_shift, time_offset)
         return words(self.decoder.hypothesis(), self.model.config.vocab, self.model.frame_shift, time_offset)
 
     @property

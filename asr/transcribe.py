@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
-from .decoding import Word, greedy_decode, words
+from .decoding import BeamSearchDecoder, Word, align_words, greedy_decode, words
 from .features import LogMel
 from .model import AcousticModel
 
@@ -28,6 +30,43 @@ def batch_logits(model: AcousticModel, waveform: np.ndarray, logmel: LogMel | No
     return logits[0]
 
 
-def transcribe(model: AcousticModel, waveform: np.ndarray) -> Transcript:
-    hyp = greedy_decode(batch_logits(model, waveform), model.config.vocab)
-    return Transcript(hyp.text, len(waveform) / 16000, words(hyp, model.config.vocab, model.frame_shift))
+def transcribe(model: AcousticModel, waveform: np.ndarray, decoder: Optional[BeamSearchDecoder] = None,
+               align: bool = False) -> Transcript:
+    """Greedy by default; with `decoder`, beam search. Word times come from the greedy emission steps,
+    or from a forced alignment of the result when `align` is set or beam search is used."""
+    logits = batch_logits(model, waveform)
+    return transcript_from_logits(model, logits, len(waveform) / 16000, decoder, align)
+
+
+def transcript_from_logits(model: AcousticModel, logits: torch.Tensor, duration: float,
+                           decoder: Optional[BeamSearchDecoder] = None, align: bool = False) -> Transcript:
+    vocab = model.config.vocab
+    if decoder is None:
+        hyp = greedy_decode(logits, vocab)
+        if not align:
+            return Transcript(hyp.text, duration, words(hyp, vocab, model.frame_shift))
+    else:
+        hyp = decoder.decode(logits)
+    return Transcript(hyp.text, duration, align_words(logits, hyp.text, vocab, model.frame_shift))
+
+
+def make_decoder(vocab: Sequence[str], lm: Optional[str] = None, beam_size: int = 0,
+                 lm_weight: Optional[float] = None, word_score: Optional[float] = None,
+                 hotwords: Optional[dict[str, float]] = None) -> Optional[BeamSearchDecoder]:
+    """None (greedy) unless an LM or a beam size is given. LM weight and word score default to the values
+    `asr lm tune` saved next to the LM (lm.arpa.json)."""
+    if not lm and not beam_size:
+        if hotwords:
+            raise ValueError("hotwords need a word n-gram LM (--lm)")
+        return None
+    settings: dict = {}
+    if lm:
+        from .lm import load_settings
+
+        if not Path(lm).is_file():
+            raise ValueError(f"{lm}: language model file not found")
+        settings = load_settings(lm)
+    return BeamSearchDecoder(
+        vocab, lm, beam_size=beam_size or 32, hotwords=hotwords,
+        lm_weight=lm_weight if lm_weight is not None else settings.get("lm_weight", 0.5),
+        word_score=word_score if word_score is not None else settings.get("word_score", 0.0))

@@ -1,0 +1,270 @@
+"""n-gram language models for beam search: counting, interpolated modified Kneser-Ney, ARPA output, tuning.
+
+We write ARPA ourselves instead of running KenLM's `lmplz`: there is no Debian kenlm package and building it
+needs the kenlm sdist + boost + cmake. KenLM (inside flashlight-text, used by the beam decoder) reads ARPA
+directly. For corpora of billions of words `lmplz -o N -S 100M --discount_fallback` is the alternative; its
+ARPA output is loaded the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Iterable, Iterator, Optional, Sequence, Union
+
+from .tokenizer import normalize_text
+
+PathLike = Union[str, Path]
+BOS, EOS, UNK = "<s>", "</s>", "<unk>"
+# Chen & Goodman's usual values; used when a small corpus lacks the count-of-counts to estimate them
+# (KenLM's --discount_fallback does the same).
+FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
+DEFAULT_LM_WEIGHT = 0.5
+DEFAULT_WORD_SCORE = 0.0
+
+
+def read_sentences(sources: Sequence[PathLike]) -> Iterator[str]:
+    """Normalized sentences from text files (one per line) and LibriSpeech-layout folders (*.trans.txt,
+    first field of each line is the utterance id)."""
+    for source in sources:
+        source = Path(source)
+        if source.is_dir():
+            for trans in sorted(source.rglob("*.trans.txt")):
+                for line in trans.read_text(encoding="utf-8", errors="replace").splitlines():
+                    parts = line.split(maxsplit=1)
+                    if len(parts) == 2 and (text := normalize_text(parts[1])):
+                        yield text
+        elif source.is_file():
+            with open(source, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    if text := normalize_text(line):
+                        yield text
+        else:
+            raise FileNotFoundError(f"{source}: no such file or folder")
+
+
+def _discounts(counts: Iterable[int]) -> tuple[float, float, float]:
+    n = Counter(c for c in counts if c <= 4)
+    n1, n2, n3, n4 = (n[k] for k in (1, 2, 3, 4))
+    if min(n1, n2, n3, n4) == 0:
+        return FALLBACK_DISCOUNTS
+    y = n1 / (n1 + 2 * n2)
+    d = (1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3)
+    # Estimates outside (0, k) come from degenerate corpora (e.g. every sentence repeated): fall back.
+    if not all(0 < dk < k for k, dk in zip((1, 2, 3), d)):
+        return FALLBACK_DISCOUNTS
+    return d
+
+
+def build_arpa(sentences: Iterable[str], path: PathLike, order: int = 3) -> dict:
+    """Interpolated modified Kneser-Ney n-gram model of space-separated words, written as ARPA.
+
+    Lower orders use continuation counts (number of distinct left contexts), except n-grams starting
+    with <s>, which have no left context and keep their real counts, as in KenLM.
+    Returns {"order", "sentences", "words", "vocabulary", "ngrams": [count per order]}.
+    """
+    if order < 1:
+        raise ValueError("order must be >= 1")
+    grams: Counter = Counter()
+    n_sentences = n_words = 0
+    for sentence in sentences:
+        toks = sentence.split()
+        if not toks:
+            continue
+        n_sentences += 1
+        n_words += len(toks)
+        padded = [BOS] + toks + [EOS]
+        for i in range(1, len(padded)):  # every n-gram ending at position i (nothing ends at <s>)
+            grams[tuple(padded[max(0, i - order + 1): i + 1])] += 1
+    if n_sentences == 0:
+        raise ValueError("no text to build a language model from")
+    # `grams` holds the full-length n-grams plus, from sentence starts, shorter ones beginning with <s>.
+    raw: list[Counter] = [Counter() for _ in range(order + 1)]
+    for gram, c in grams.items():
+        raw[len(gram)][gram] += c
+    adjusted: list[Counter] = [Counter() for _ in range(order + 1)]
+    adjusted[order] = raw[order]
+    for n in range(order - 1, 0, -1):
+        adj: Counter = Counter()
+        for gram in adjusted[n + 1]:  # continuation count: distinct words seen before the n-gram
+            adj[gram[1:]] += 1
+        adj.update(raw[n])  # n-grams starting with <s> have no left context: real counts
+        adjusted[n] = adj
+    # <s> never appears as a predicted word but needs a unigram entry (context of bigrams).
+    vocab = sorted(g[0] for g in adjusted[1])
+
+    probs: list[dict[tuple, float]] = [dict() for _ in range(order + 1)]
+    backoffs: list[dict[tuple, float]] = [dict() for _ in range(order + 1)]
+    for n in range(1, order + 1):
+        d = _discounts(adjusted[n].values())
+        by_context: dict[tuple, list[tuple[str, int]]] = defaultdict(list)
+        for gram, c in adjusted[n].items():
+            by_context[gram[:-1]].append((gram[-1], c))
+        for context, followers in by_context.items():
+            total = sum(c for _, c in followers)
+            kinds = Counter(min(c, 3) for _, c in followers)
+            gamma = (d[0] * kinds[1] + d[1] * kinds[2] + d[2] * kinds[3]) / total
+            for word, c in followers:
+                discounted = max(c - d[min(c, 3) - 1], 0.0) / total
+                lower = 1.0 / (len(vocab) + 1) if n == 1 else _lookup(probs, backoffs, context[1:] + (word,))
+                probs[n][context + (word,)] = discounted + gamma * lower
+            if n == 1:
+                probs[1][(UNK,)] = gamma / (len(vocab) + 1)  # the uniform share of the unseen word
+            else:
+                backoffs[n - 1][context] = gamma
+    n_grams = [0] * (order + 1)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            entries = []
+            for n in range(1, order + 1):
+                rows = []
+                if n == 1:
+                    rows.append(f"-99\t{BOS}" + (_bo(backoffs[1].get((BOS,))) if order > 1 else ""))
+                for gram in sorted(probs[n]):
+                    rows.append(f"{math.log10(probs[n][gram]):.6f}\t{' '.join(gram)}"
+                                + (_bo(backoffs[n].get(gram)) if n < order else ""))
+                n_grams[n] = len(rows)
+                entries.append(rows)
+            f.write("\\data\\\n")
+            for n in range(1, order + 1):
+                f.write(f"ngram {n}={n_grams[n]}\n")
+            for n, rows in enumerate(entries, start=1):
+                f.write(f"\n\\{n}-grams:\n")
+                f.write("\n".join(rows) + "\n")
+            f.write("\n\\end\\\n")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these are ordinary shareable files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return {"order": order, "sentences": n_sentences, "words": n_words, "vocabulary": len(vocab),
+            "ngrams": n_grams[1:]}
+
+
+def _bo(backoff: Optional[float]) -> str:
+    return f"\t{math.log10(backoff):.6f}" if backoff else "\t0"
+
+
+def _lookup(probs: list[dict], backoffs: list[dict], gram: tuple) -> float:
+    """p(gram[-1] | gram[:-1]) with ARPA back-off semantics over the orders built so far."""
+    weight = 1.0
+    while gram:
+        p = probs[len(gram)].get(gram)
+        if p is not None:
+            return weight * p
+        weight *= backoffs[len(gram) - 1].get(gram[:-1], 1.0) if len(gram) > 1 else 1.0
+        gram = gram[1:]
+    return weight * probs[1][(UNK,)]
+
+
+def arpa_vocabulary(path: PathLike) -> list[str]:
+    """The words of an ARPA file's unigram section, without <s>, </s> and <unk>."""
+    words, in_unigrams = [], False
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            if line == "\\1-grams:":
+                in_unigrams = True
+            elif line.startswith("\\") and in_unigrams:
+                break
+            elif in_unigrams and line:
+                parts = line.split()
+                if len(parts) >= 2 and parts[1] not in (BOS, EOS, UNK):
+                    words.append(parts[1])
+    if not words:
+        raise ValueError(f"{path}: no unigrams (not an ARPA language model?)")
+    return words
+
+
+def settings_path(lm: PathLike) -> Path:
+    """Tuned decoding settings live next to the LM: lm.arpa -> lm.arpa.json."""
+    return Path(str(lm) + ".json")
+
+
+def load_settings(lm: PathLike) -> dict:
+    """{"lm_weight", "word_score", ...} tuned by `asr lm tune`, or defaults when not tuned yet."""
+    path = settings_path(lm)
+    settings = {"lm_weight": DEFAULT_LM_WEIGHT, "word_score": DEFAULT_WORD_SCORE}
+    if path.exists():
+        settings.update(json.loads(path.read_text()))
+    return settings
+
+
+def save_settings(lm: PathLike, settings: dict) -> Path:
+    path = settings_path(lm)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(settings, f, indent=2)
+        f.write("\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------- tuning and scoring on a corpus
+
+def corpus_logits(model, sources: Sequence[PathLike], limit: Optional[int] = None) -> list[tuple[str, "object"]]:
+    """(reference text, (T, V) logits) per utterance of LibriSpeech-layout folders or manifests.
+
+    The model runs once; every decoder setting is then scored on the same logits.
+    """
+    import torch
+
+    from .audio import load_audio
+    from .data import load_manifest
+    from .transcribe import batch_logits
+
+    utts = load_manifest([str(s) for s in sources])
+    if not utts:
+        raise ValueError(f"no usable utterances in {', '.join(map(str, sources))}")
+    if limit:
+        utts = sorted(utts, key=lambda u: u.id)[:limit]
+    with torch.inference_mode():
+        return [(u.text, batch_logits(model, load_audio(u.path))) for u in utts]
+
+
+def score_decoder(data: Sequence[tuple[str, "object"]], vocab: Sequence[str], decoder=None):
+    """ErrorRates of greedy (decoder=None) or beam decoding of precomputed logits."""
+    from .decoding import greedy_decode
+    from .evaluate import error_rates
+
+    hyps = [decoder.decode(lg).text if decoder is not None else greedy_decode(lg, vocab).text for _, lg in data]
+    return error_rates([ref for ref, _ in data], hyps)
+
+
+def tune(model, lm: PathLike, sources: Sequence[PathLike], lm_weights: Sequence[float],
+         word_scores: Sequence[float], beam_size: int = 32, limit: Optional[int] = None,
+         log=print) -> dict:
+    """Grid search of LM weight x word insertion score by dev-set WER; saves the best next to the LM.
+
+    Returns the saved settings: {"lm_weight", "word_score", "dev_wer", "greedy_dev_wer", "beam_size", "grid"}.
+    """
+    from .decoding import BeamSearchDecoder
+
+    vocab = model.config.vocab
+    data = corpus_logits(model, sources, limit)
+    greedy = score_decoder(data, vocab)
+    log(f"{len(data)} utterances, {greedy.words} words; greedy WER {100 * greedy.wer:.2f}%")
+    log(f"{'lm_weight':>9} {'word_score':>10} {'WER %':>7} {'CER %':>7}")
+    grid = []
+    for weight in lm_weights:
+        for bonus in word_scores:
+            decoder = BeamSearchDecoder(vocab, str(lm), lm_weight=weight, word_score=bonus, beam_size=beam_size)
+            rates = score_decoder(data, vocab, decoder)
+            grid.append({"lm_weight": weight, "word_score": bonus, "wer": rates.wer, "cer": rates.cer})
+            log(f"{weight:>9g} {bonus:>10g} {100 * rates.wer:>7.2f} {100 * rates.cer:>7.2f}")
+    best = min(grid, key=lambda r: (r["wer"], r["cer"]))
+    settings = {"lm_weight": best["lm_weight"], "word_score": best["word_score"], "dev_wer": best["wer"],
+                "greedy_dev_wer": greedy.wer, "beam_size": beam_size, "dev": [str(s) for s in sources],
+                "grid": grid}
+    path = save_settings(lm, settings)
+    log(f"best: lm_weight {best['lm_weight']:g}, word_score {best['word_score']:g}: WER "
+        f"{100 * best['wer']:.2f}% (greedy {100 * greedy.wer:.2f}%) -> {path}")
+    return settings

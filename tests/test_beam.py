@@ -1,0 +1,236 @@
+"""Beam search with an n-gram LM, hotwords, streaming beam search, forced-alignment word times."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import jiwer
+import numpy as np
+import pytest
+import torch
+
+from asr.decoding import BeamSearchDecoder, align_words, beam_decode_speed, greedy_decode, parse_hotwords
+from asr.lm import arpa_vocabulary, build_arpa, load_settings
+from asr.streaming import StreamingRecognizer
+from asr.tokenizer import DEFAULT_VOCAB, Tokenizer
+from asr.transcribe import batch_logits, transcribe
+from conftest import SENTENCES, espeak
+
+VOCAB = list(DEFAULT_VOCAB)
+TOK = Tokenizer()
+
+
+def read_arpa(path) -> tuple[dict, dict]:
+    probs, backoffs, order = {}, {}, 0
+    for line in open(path):
+        line = line.strip()
+        if line.endswith("-grams:"):
+            order = int(line[1:].split("-")[0])
+        elif order and line and not line.startswith("\\"):
+            parts = line.split("\t")
+            probs[tuple(parts[1].split())] = float(parts[0])
+            if len(parts) > 2:
+                backoffs[tuple(parts[1].split())] = float(parts[2])
+    return probs, backoffs
+
+
+def arpa_log10(probs: dict, backoffs: dict, context: tuple, word: str) -> float:
+    if context + (word,) in probs:
+        return probs[context + (word,)]
+    if not context:
+        return probs[("<unk>",)]
+    return backoffs.get(context, 0.0) + arpa_log10(probs, backoffs, context[1:], word)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+def test_arpa_is_a_normalized_kneser_ney_model(tmp_path, order):
+    text = ["the cat sat on the mat", "the dog sat on the log", "a cat ate the rat", "the cat sat"] * 3
+    info = build_arpa(text + ["open the door please"], tmp_path / "lm.arpa", order)
+    assert info["sentences"] == 13 and info["vocabulary"] == 14  # 13 words + </s>
+    probs, backoffs = read_arpa(tmp_path / "lm.arpa")
+    vocab = arpa_vocabulary(tmp_path / "lm.arpa") + ["</s>", "<unk>"]
+    for context in [(), ("<s>",), ("the",), ("the", "cat"), ("<s>", "the", "cat"), ("zzz",), ("sat", "on", "the")]:
+        context = context[len(context) - (order - 1):] if order > 1 else ()
+        total = sum(10 ** arpa_log10(probs, backoffs, context, w) for w in vocab)
+        assert total == pytest.approx(1.0, abs=1e-5), context
+    if order >= 2:  # frequent continuations beat rare ones
+        assert arpa_log10(probs, backoffs, ("the",), "cat") > arpa_log10(probs, backoffs, ("the",), "door")
+
+
+def test_kenlm_reads_our_arpa(tmp_path):
+    from flashlight.lib.text.decoder.kenlm import KenLM
+    from flashlight.lib.text.dictionary import Dictionary
+
+    build_arpa(SENTENCES, tmp_path / "lm.arpa", 3)
+    probs, backoffs = read_arpa(tmp_path / "lm.arpa")
+    (tmp_path / "words.txt").write_text("\n".join(arpa_vocabulary(tmp_path / "lm.arpa") + ["<unk>"]) + "\n")
+    words = Dictionary(str(tmp_path / "words.txt"))
+    lm = KenLM(str(tmp_path / "lm.arpa"), words)
+    state, context = lm.start(False), ("<s>",)
+    for w in "open the door".split():
+        state, score = lm.score(state, words.get_index(w))
+        assert score == pytest.approx(arpa_log10(probs, backoffs, context[-2:], w), abs=1e-4)
+        context += (w,)
+
+
+def ambiguous_logits(spec: list[dict[str, float]], frames_per: int = 2) -> torch.Tensor:
+    """Each entry: {char: prob} for one character position, followed by a blank frame."""
+    rows = []
+    for probs in spec:
+        row = torch.full((len(VOCAB),), 1e-4)
+        for c, p in probs.items():
+            row[VOCAB.index(c)] = p
+        rows += [row] * frames_per
+        blank = torch.full((len(VOCAB),), 1e-4)
+        blank[0] = 1.0
+        rows.append(blank)
+    return torch.stack(rows).log()
+
+
+def spell(text: str, overrides: dict[int, dict[str, float]] = {}) -> list[dict[str, float]]:
+    return [overrides.get(i, {c: 0.9}) for i, c in enumerate(text)]
+
+
+def test_lm_picks_the_word_that_fits_the_context(tmp_path):
+    build_arpa(["the cat sat on the mat"] * 3 + ["he was mad", "she is mad"], tmp_path / "lm.arpa", 3)
+    text = "the cat sat on the mat"
+    logits = ambiguous_logits(spell(text, {len(text) - 1: {"d": 0.55, "t": 0.45}}))
+    assert greedy_decode(logits, VOCAB).text == "the cat sat on the mad"
+    assert BeamSearchDecoder(VOCAB, beam_size=16).decode(logits).text == "the cat sat on the mad"
+    assert BeamSearchDecoder(VOCAB, str(tmp_path / "lm.arpa"), lm_weight=1.0).decode(logits).text == text
+
+
+def test_hotword_wins_where_it_otherwise_loses(tmp_path):
+    build_arpa(["look at the map", "look at the mat", "the cat sat on the mat"], tmp_path / "lm.arpa", 3)
+    lm = str(tmp_path / "lm.arpa")
+    ambiguous = {"t": 0.5, "p": 0.3, "x": 0.2}  # acoustically: mat > map > max
+    logits = ambiguous_logits(spell("look at the mat", {14: ambiguous}))
+    assert BeamSearchDecoder(VOCAB, lm, lm_weight=0.5).decode(logits).text == "look at the mat"
+    boosted = BeamSearchDecoder(VOCAB, lm, lm_weight=0.5, hotwords={"map": 2.0})
+    assert boosted.decode(logits).text == "look at the map"
+    # A hotword the LM has never seen is added to the lexicon and can win too.
+    assert "max" not in arpa_vocabulary(lm)
+    assert BeamSearchDecoder(VOCAB, lm, lm_weight=0.5).decode(logits).text != "look at the max"
+    oov = BeamSearchDecoder(VOCAB, lm, lm_weight=0.5, hotwords={"max": 8.0})
+    assert oov.decode(logits).text == "look at the max"
+
+
+def test_parse_hotwords():
+    assert parse_hotwords(["Paris", "dijon:2.5"]) == {"paris": 5.0, "dijon": 2.5}
+    with pytest.raises(ValueError):
+        parse_hotwords(["two words"])
+    with pytest.raises(ValueError):
+        parse_hotwords(["word:loud"])
+
+
+def test_beam_without_lm_transcribes_like_greedy(overfit):
+    model = overfit["model"]
+    decoder = BeamSearchDecoder(model.config.vocab, beam_size=8)
+    for wave, text in zip(overfit["waves"], overfit["texts"]):
+        assert decoder.decode(batch_logits(model, wave)).text == text
+
+
+def test_lm_fixes_greedy_errors_on_held_out_voices(overfit, tmp_path):
+    """The overfit model heard one voice; other voices give it errors that the LM (from the right
+    sentences) repairs."""
+    model = overfit["model"]
+    build_arpa(SENTENCES, tmp_path / "lm.arpa", 3)
+    decoder = BeamSearchDecoder(model.config.vocab, str(tmp_path / "lm.arpa"), lm_weight=1.0, word_score=1.0)
+    refs, greedy, beam = [], [], []
+    for voice in ("en-gb", "en-us+m3"):
+        for text in overfit["texts"]:
+            logits = batch_logits(model, espeak(text, voice, 150 if voice == "en-us+m3" else 160))
+            refs.append(text)
+            greedy.append(greedy_decode(logits, model.config.vocab).text)
+            beam.append(decoder.decode(logits).text)
+    greedy_wer, beam_wer = jiwer.wer(refs, greedy), jiwer.wer(refs, beam)
+    print(f"held-out voices: greedy WER {greedy_wer:.2f}, beam+LM WER {beam_wer:.2f}")
+    assert greedy_wer > 0.3
+    assert beam_wer < 0.6 * greedy_wer  # measured here: 0.85 -> 0.45
+
+
+def test_streaming_beam_equals_batch_beam(overfit, tmp_path):
+    model = overfit["model"]
+    build_arpa(SENTENCES, tmp_path / "lm.arpa", 3)
+    lm = str(tmp_path / "lm.arpa")
+    wave = np.concatenate([overfit["waves"][1], espeak("turn left at the light", "en-gb")])
+    batch = BeamSearchDecoder(model.config.vocab, lm, hotwords={"door": 1.0}).decode(batch_logits(model, wave))
+    rng = random.Random(0)
+    recognizer = StreamingRecognizer(model, BeamSearchDecoder(model.config.vocab, lm, hotwords={"door": 1.0}))
+    for trial in range(3):
+        recognizer.reset()
+        i, partials = 0, []
+        while i < len(wave):
+            n = rng.choice([0, 1, 37, 160, 2000, rng.randrange(1, 8000)])
+            partials.append(recognizer.accept(wave[i:i + n]))
+            i += n
+        final = recognizer.finish()
+        assert final.text == batch.text, trial
+        assert any(partials) and all(isinstance(p, str) for p in partials)
+        ws = recognizer.words()
+        assert [w.text for w in ws] == final.text.split()
+    with pytest.raises(RuntimeError):
+        recognizer.accept(wave[:1600])  # finished: needs reset() first
+
+
+def test_align_words_on_known_frames():
+    # "hi" at steps 2-4 (the i held 2 steps), space, "yo" at steps 9-10
+    ids = [0, 0] + TOK.encode("h") + TOK.encode("i") * 2 + [0, 1, 0, 0] + TOK.encode("yo") + [0]
+    logits = torch.full((len(ids), len(VOCAB)), -10.0)
+    logits[torch.arange(len(ids)), torch.tensor(ids)] = 10.0
+    ws = align_words(logits, "hi yo", VOCAB, frame_shift=0.03, time_offset=1.0)
+    assert [(w.text, w.start, w.end) for w in ws] == [("hi", 1.06, 1.15), ("yo", 1.27, 1.33)]
+    assert all(w.confidence > 0.99 for w in ws)
+    assert align_words(logits[:3], "hi yo", VOCAB, 0.03) == []  # cannot fit: no words rather than garbage
+
+
+def test_transcribe_with_lm_gives_aligned_words(overfit, tmp_path):
+    model = overfit["model"]
+    build_arpa(SENTENCES, tmp_path / "lm.arpa", 3)
+    wave = overfit["waves"][1]
+    result = transcribe(model, wave, BeamSearchDecoder(model.config.vocab, str(tmp_path / "lm.arpa")))
+    assert result.text == overfit["texts"][1]
+    assert [w.text for w in result.words] == result.text.split()
+    starts = [w.start for w in result.words]
+    assert starts == sorted(starts) and all(w.end > w.start for w in result.words)
+    assert all(0 < w.confidence <= 1 for w in result.words) and result.words[-1].end <= result.duration + 1e-6
+
+
+def test_tune_and_eval_commands(overfit, tmp_path, capsys):
+    from asr.cli import main
+    from conftest import write_librispeech_tree
+
+    dev = write_librispeech_tree(tmp_path / "dev", {(1, 1): overfit["texts"]}, voice="en-gb")
+    (tmp_path / "text.txt").write_text("\n".join(s.upper() + "." for s in SENTENCES) + "\n")
+    lm = tmp_path / "lm.arpa"
+    assert main(["lm", "build", str(tmp_path / "text.txt"), "-o", str(lm), "--order", "3"]) == 0
+    assert main(["lm", "tune", str(dev), "--model", str(overfit["path"]), "--lm", str(lm),
+                 "--lm-weights", "0", "1", "--word-scores", "0", "1", "--beam-size", "16"]) == 0
+    out = capsys.readouterr().out
+    settings = json.loads((tmp_path / "lm.arpa.json").read_text())
+    assert len(settings["grid"]) == 4 and "best: lm_weight" in out
+    assert settings["dev_wer"] == min(r["wer"] for r in settings["grid"]) < settings["greedy_dev_wer"]
+    assert settings["lm_weight"] == 1  # the LM is what repairs the held-out voice
+    assert load_settings(lm)["lm_weight"] == settings["lm_weight"]
+    assert main(["lm", "eval", str(dev), "--model", str(overfit["path"]), "--lm", str(lm)]) == 0
+    assert "beam+LM WER" in capsys.readouterr().out
+    # transcribe uses the tuned settings next to the LM
+    assert main(["transcribe", str(overfit["wav_paths"][0]), "--model", str(overfit["path"]), "--lm", str(lm),
+                 "--hotword", "door:1"]) == 0
+    assert capsys.readouterr().out.strip().endswith(": open the door please")
+
+
+def test_hotword_without_lm_is_an_error(overfit, tmp_path):
+    from asr.cli import main
+
+    with pytest.raises(SystemExit, match="--lm"):
+        main(["transcribe", str(overfit["wav_paths"][0]), "--model", str(overfit["path"]), "--hotword", "x"])
+
+
+def test_beam_decode_speed_reports_each_beam():
+    torch.manual_seed(0)
+    logits = torch.randn(100, len(VOCAB)) * 3
+    speed = beam_decode_speed(logits, VOCAB, frame_shift=0.03, beam_sizes=(4, 16), repeats=1)
+    assert set(speed) == {4, 16} and all(0 < s < 10 and math.isfinite(s) for s in speed.values())
