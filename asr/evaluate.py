@@ -199,7 +199,10 @@ def print_summary(title: str, ev: Evaluation, groups: Optional[dict[str, str]] =
         for name in names:
             add(name, [r for r in ev.rows if groups.get(r["speaker"], "?") == name])
     add("all", ev.rows)
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # files and pipes: don't wrap the table at rich's default 80 columns
+        console = Console(width=160)
+    console.print(table)
     line = f"audio {ev.audio_seconds:.1f} s; asr RTF {ev.compute_seconds / max(ev.audio_seconds, 1e-9):.4f}"
     if peer_name:
         line += f"; {peer_name} RTF {ev.peer_compute_seconds / max(ev.audio_seconds, 1e-9):.4f}"
