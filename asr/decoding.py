@@ -266,8 +266,9 @@ def align_words(logits: torch.Tensor, text: str, vocab: Sequence[str], frame_shi
                 time_offset: float = 0.0, blank: int = 0) -> list[Word]:
     """Word times and confidences from a CTC forced alignment of `text` to (T, V) logits.
 
-    A word spans its first character's first aligned step to its last character's last step;
-    its confidence is the mean posterior of its characters (each character: mean over its steps).
+    A word spans its first character's first step to its last character's last step, counting only
+    the steps around each character's peak; its confidence is the mean posterior of its characters.
+    Returns [] when the text cannot be aligned to the logits (too short).
     """
     import torchaudio.functional as F
 
@@ -280,25 +281,40 @@ def align_words(logits: torch.Tensor, text: str, vocab: Sequence[str], frame_shi
         aligned, scores = F.forced_align(log_probs[None], torch.tensor([ids], dtype=torch.int32), blank=blank)
     except RuntimeError:  # more characters (+ repeats) than steps: the text cannot come from these logits
         return []
-    spans = F.merge_tokens(aligned[0], scores[0].exp(), blank=blank)
+    probs = scores[0].exp()
+    spans = F.merge_tokens(aligned[0], probs, blank=blank)
     result: list[Word] = []
-    current: list = []
+    current: list[tuple[int, int, float]] = []  # (first step, end step, posterior) per character
+
+    def core(span) -> tuple[int, int, float]:
+        """The steps of a character's span where it is at least half as likely as at its peak.
+
+        Forced alignment may stretch a character over steps it merely wins against blank (e.g. silence
+        the model never saw); the peak region is where the model actually emitted it.
+        """
+        p = probs[span.start:span.end]
+        keep = torch.nonzero(p >= 0.5 * p.max()).flatten()
+        first, last = span.start + int(keep[0]), span.start + int(keep[-1]) + 1
+        return first, last, float(probs[first:last].mean())
 
     def flush() -> None:
         if current:
             result.append(Word(
-                text="".join(vocab[s.token] for s in current),
-                start=round(time_offset + current[0].start * frame_shift, 3),
-                end=round(time_offset + current[-1].end * frame_shift, 3),
-                confidence=round(sum(s.score for s in current) / len(current), 4),
+                text=word_text,
+                start=round(time_offset + current[0][0] * frame_shift, 3),
+                end=round(time_offset + current[-1][1] * frame_shift, 3),
+                confidence=round(sum(c for _, _, c in current) / len(current), 4),
             ))
             current.clear()
 
+    word_text = ""
     for span in spans:
         if vocab[span.token] == " ":
             flush()
+            word_text = ""
         else:
-            current.append(span)
+            current.append(core(span))
+            word_text += vocab[span.token]
     flush()
     return result
 
