@@ -384,6 +384,15 @@ def machine_info() -> dict[str, Any]:
 
 
 def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda s: None) -> BenchResult:
+    """Measures everything (see the module docstring); the caller's torch thread count is restored."""
+    threads = torch.get_num_threads()
+    try:
+        return _run_bench(opts, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_bench(opts: BenchOptions, log: Callable[[str], None]) -> BenchResult:
     from .decoding import GreedyDecoder
     from .transcribe import batch_logits
 
@@ -522,7 +531,8 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda s: None) -
         for name in (GRU, INT8):
             if name in models:
                 log(f"evaluating {name}")
-                rates = evaluate(models[name], opts.eval_data)
+                result = evaluate(models[name], opts.eval_data)
+                rates = result.rates() if hasattr(result, "rates") else result  # Evaluation or ErrorRates
                 wer[name], cer[name] = 100 * rates.wer, 100 * rates.cer
         add("accuracy", "WER", "%", wer, f"{', '.join(opts.eval_data)} ({rates.utterances} utts), greedy")
         add("accuracy", "CER", "%", cer)
