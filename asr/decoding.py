@@ -3,10 +3,13 @@ with an optional n-gram LM and hotwords (flashlight via torchaudio), word timing
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import torch
 
@@ -126,6 +129,20 @@ def parse_hotwords(specs: Sequence[str], default_boost: float = 5.0) -> dict[str
     return result
 
 
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silences C/C++ writes to file descriptor 2 (Python's sys.stderr object is not enough)."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _boosted_lm(base, boosts: dict[int, float]):
     """A flashlight LM that adds a bonus when a hotword is completed, on top of the wrapped KenLM.
 
@@ -199,7 +216,8 @@ class BeamSearchDecoder:
             word_list = Path(self._tmp.name) / "words.txt"
             word_list.write_text("".join(f"{w}\n" for w in words + ["<unk>"]))
             word_dict = Dictionary(str(word_list))
-            kenlm = KenLM(str(lm), word_dict)
+            with _quiet_stderr():  # KenLM prints a progress bar and a tip about binary files on every load
+                kenlm = KenLM(str(lm), word_dict)
             # Boost is in decoder score units (natural-log acoustic scale): flashlight multiplies LM
             # scores by lm_weight, so divide here.
             scale = 1.0 / lm_weight if lm_weight > 0 else 1.0
