@@ -304,16 +304,26 @@ def align_words(logits: torch.Tensor, text: str, vocab: Sequence[str], frame_shi
     result: list[Word] = []
     current: list[tuple[int, int, float]] = []  # (first step, end step, posterior) per character
 
-    def core(span) -> tuple[int, int, float]:
-        """The steps of a character's span where it is at least half as likely as at its peak.
+    bounds = [(s.start, s.end) for s in spans]
+
+    def core(k: int) -> tuple[int, int, float]:
+        """The steps around character k's peak where it is at least half as likely as at the peak.
 
         Forced alignment may stretch a character over steps it merely wins against blank (e.g. silence
-        the model never saw); the peak region is where the model actually emitted it.
+        the model never saw), or give steps where it is still likely to blank (CTC spikes are narrow):
+        the region is grown from the peak on the character's own posterior, within its neighbours.
         """
-        p = probs[span.start:span.end]
-        keep = torch.nonzero(p >= 0.5 * p.max()).flatten()
-        first, last = span.start + int(keep[0]), span.start + int(keep[-1]) + 1
-        return first, last, float(probs[first:last].mean())
+        span = spans[k]
+        own = log_probs[:, span.token].exp()
+        peak = span.start + int(own[span.start:span.end].argmax())
+        lo = bounds[k - 1][1] if k > 0 else 0
+        hi = bounds[k + 1][0] if k + 1 < len(bounds) else len(own)
+        first = last = peak
+        while first > lo and own[first - 1] >= 0.5 * own[peak]:
+            first -= 1
+        while last + 1 < hi and own[last + 1] >= 0.5 * own[peak]:
+            last += 1
+        return first, last + 1, float(own[first:last + 1].mean())
 
     def flush() -> None:
         if current:
@@ -326,12 +336,12 @@ def align_words(logits: torch.Tensor, text: str, vocab: Sequence[str], frame_shi
             current.clear()
 
     word_text = ""
-    for span in spans:
+    for k, span in enumerate(spans):
         if vocab[span.token] == " ":
             flush()
             word_text = ""
         else:
-            current.append(core(span))
+            current.append(core(k))
             word_text += vocab[span.token]
     flush()
     return result
