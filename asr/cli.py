@@ -16,7 +16,8 @@ def error(message: str) -> None:
     print(f"asr: error: {message}", file=sys.stderr, flush=True)
 
 
-def load_model(path: Optional[str]):
+def load_model(path: Optional[str], int8: bool = False):
+    """The checkpoint at `path` (default: the bundled model), optionally int8-quantized for CPU."""
     from .model import AcousticModel
 
     if path is None:
@@ -25,9 +26,14 @@ def load_model(path: Optional[str]):
                              f"{DEFAULT_MODEL}; pass --model PATH (a checkpoint from `asr train`)")
         path = str(DEFAULT_MODEL)
     try:
-        return AcousticModel.load(path)
+        model = AcousticModel.load(path)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"asr: error: {e}") from None
+    if int8:
+        from .export import quantize
+
+        model = quantize(model)
+    return model
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
@@ -39,7 +45,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from .decoding import align_words, parse_hotwords
     from .transcribe import batch_logits, make_decoder, transcript_from_logits
 
-    model = load_model(args.model)
+    model = load_model(args.model, args.int8)
     try:
         decoder = make_decoder(model.config.vocab, args.lm, args.beam_size, args.lm_weight, args.word_score,
                                parse_hotwords(args.hotword or []))
@@ -88,7 +94,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, pocketsphinx_recognizer, print_summary, speaker_groups
 
-    model = load_model(args.model)
+    model = load_model(args.model, args.int8)
     try:
         groups = speaker_groups(args.groups) if args.groups else None
         peer = pocketsphinx_recognizer() if args.peer == "pocketsphinx" else None
@@ -178,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("transcribe", help="transcribe audio files (wav, flac, ogg, mp3)")
     p.add_argument("files", nargs="+", help="audio files")
     p.add_argument("--model", help=f"model checkpoint (default: bundled {DEFAULT_MODEL.name})")
+    p.add_argument("--int8", action="store_true", help="int8 GRU/linear weights (faster on CPU)")
     p.add_argument("--stream-chunk-ms", type=float, default=0,
                    help="run the file through the streaming recognizer in chunks of N ms")
     p.add_argument("--lm", help="word n-gram LM (ARPA, from `asr lm build`): beam search with it")
@@ -203,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="WER/CER over LibriSpeech-layout folders or jsonl manifests")
     p.add_argument("data", nargs="+", help="corpus folders (speaker/chapter/*.flac + *.trans.txt) or manifests")
     p.add_argument("--model", help="model checkpoint (default: bundled)")
+    p.add_argument("--int8", action="store_true", help="evaluate the int8-quantized model")
     p.add_argument("--output", help="write per-utterance reference, hypothesis and errors (jsonl) here")
     p.add_argument("--peer", choices=["pocketsphinx"], help="also run this recognizer on the same audio")
     p.add_argument("--groups", metavar="TSV:COLUMN",

@@ -195,6 +195,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-ms", type=float, default=100.0, metavar="MS",
                    help="capture block length in ms (default 100; smaller = lower latency, more CPU)")
     p.add_argument("--model", metavar="PATH", help="model checkpoint (default: bundled)")
+    p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=False,
+                   help="int8 GRU/linear weights (faster on CPU)")
     p.add_argument("--save", metavar="FILE.wav",
                    help="also write the captured audio (native rate and channels, float32 wav)")
     p.add_argument("--json", action="store_true",
@@ -266,7 +268,7 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None, err: Optional[Te
     channels = max(1, min(int(info["max_input_channels"]), 2))
     blocksize = max(1, round(rate * args.chunk_ms / 1000))
 
-    model = load_model(args.model)
+    model = load_model(args.model, args.int8)
     transcriber = LiveTranscriber(model, rate, endpoint, args.skip_silence_below)
     printer = Printer(out, err, args.json, args.timestamps)
 

@@ -82,3 +82,9 @@ def test_load_audio_errors(tmp_path):
         load_audio(junk)
     with pytest.raises(AudioError, match="is a directory"):
         load_audio(tmp_path)
+
+
+def test_cli_int8_transcribes_the_same(overfit, capsys):
+    files = [str(p) for p in overfit["wav_paths"]]
+    assert main(["transcribe", "--model", str(overfit["path"]), "--int8", *files]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"{f}: {t}" for f, t in zip(files, overfit["texts"])]
