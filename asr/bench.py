@@ -274,8 +274,9 @@ def synthetic_batch(audio: np.ndarray, utterances: int, seconds: float, vocab_si
     }
 
 
-def train_throughput(cfg: ModelConfig, batch: dict, threads: int, steps: int) -> float:
-    """Audio seconds per second of full training steps (log-mel + forward + CTC + backward + AdamW)."""
+def train_throughput(cfg: ModelConfig, batch: dict, threads: int, steps: int, bf16: bool = False) -> float:
+    """Audio seconds per second of full training steps (log-mel + forward + CTC + backward + AdamW);
+    bf16 runs the forward under CPU autocast, as `asr train --precision bf16` does."""
     from .train import ctc_loss
 
     previous = torch.get_num_threads()
@@ -287,7 +288,8 @@ def train_throughput(cfg: ModelConfig, batch: dict, threads: int, steps: int) ->
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
         def step() -> None:
-            loss = ctc_loss(model, logmel, batch)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = ctc_loss(model, logmel, batch)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -523,6 +525,10 @@ def _run_bench(opts: BenchOptions, log: Callable[[str], None]) -> BenchResult:
             f"batch {utt_n} x {utt_s:g} s, CTC + AdamW")
         add("training", f"fraction of GEMM ceiling, {t} thread(s)", "%", frac,
             "analytical GEMM FLOPs (fwd+bwd = 3x fwd) / ceiling")
+    log("training GRU bf16 autocast, 1 thread")
+    add("training", "training throughput, bf16 autocast, 1 thread", "audio s/s",
+        {GRU: train_throughput(model.config, batch, 1, train_steps, bf16=True)},
+        "asr train --precision bf16; compare with the fp32 row above")
 
     if opts.eval_data:
         from .evaluate import evaluate
