@@ -195,8 +195,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-ms", type=float, default=100.0, metavar="MS",
                    help="capture block length in ms (default 100; smaller = lower latency, more CPU)")
     p.add_argument("--model", metavar="PATH", help="model checkpoint (default: bundled)")
-    p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=False,
-                   help="int8 GRU/linear weights (faster on CPU)")
+    # Default on: measured by `asr bench --int8 --eval-data`, int8 left the bundled model's test WER
+    # unchanged (71.5 % both) and streams 1.3-1.6x faster on one core.
+    p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=True,
+                   help="int8 GRU/linear weights for CPU streaming (default; --no-int8 for fp32)")
     p.add_argument("--save", metavar="FILE.wav",
                    help="also write the captured audio (native rate and channels, float32 wav)")
     p.add_argument("--json", action="store_true",

@@ -220,7 +220,8 @@ def listen_session(pulse: Pulse, source: str, sink: str, play: Path, args: list[
     Returns (JSON finals, stderr, arrival time of each final, time paplay returned).
     """
     env = dict(pulse.env, PULSE_SOURCE=source)  # the ALSA "pulse" device records the default source
-    proc = subprocess.Popen([sys.executable, "-m", "asr", "listen", "--json", "--device", "pulse", *args],
+    # --no-int8: the finals are compared with fp32 `asr transcribe` output; int8 rounds differently.
+    proc = subprocess.Popen([sys.executable, "-m", "asr", "listen", "--json", "--no-int8", "--device", "pulse", *args],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     arrivals: list[tuple[float, str]] = []
     reader = threading.Thread(target=lambda: arrivals.extend((time.monotonic(), line) for line in proc.stdout))
