@@ -83,6 +83,7 @@ class BenchOptions:
     pocketsphinx: bool = True
     eval_data: list[str] = field(default_factory=list)
     workers: int = 2
+    lm: Optional[str] = None  # also time beam search with this word LM
 
 
 # ---------------------------------------------------------------- audio and models
@@ -349,26 +350,6 @@ def batch_throughput(model: AcousticModel, waves: list[np.ndarray], workers: int
     return speed, max(o[4] for o in out)
 
 
-def _beam_decoder(vocab: Sequence[str]) -> tuple[Optional[Callable[[torch.Tensor], Any]], str]:
-    """(run(logits), description) for asr.decoding's beam search if it is importable, else (None, reason)."""
-    try:
-        from .decoding import BeamSearchDecoder
-    except ImportError:
-        return None, "no BeamSearchDecoder in asr.decoding"
-    try:
-        decoder = BeamSearchDecoder(vocab, beam_size=32)
-    except Exception as e:  # e.g. torchaudio built without the flashlight decoder
-        return None, f"beam decoder unavailable: {type(e).__name__}: {e}"[:120]
-
-    def run(logits: torch.Tensor) -> Any:
-        decoder.reset()
-        for i in range(0, logits.shape[0], 5):  # 150 ms pieces, as streaming feeds it
-            decoder.accept(logits[i:i + 5])
-        return decoder.hypothesis()
-
-    return run, "BeamSearchDecoder, beam 32, no LM, 150 ms pieces"
-
-
 # ---------------------------------------------------------------- the run
 
 
@@ -480,16 +461,18 @@ def _run_bench(opts: BenchOptions, log: Callable[[str], None]) -> BenchResult:
             greedy.accept(logits[i:i + 5])
 
     add("components, 1 thread", "greedy CTC decoding", "RTF", {GRU: timed(decode_greedy, min_s) / duration})
-    beam, beam_note = _beam_decoder(model.config.vocab)
-    if beam is not None:
-        try:
-            add("components, 1 thread", "beam CTC decoding", "RTF",
-                {GRU: timed(lambda: beam(logits), min_s) / duration}, beam_note)
-        except Exception as e:  # its signature is someone else's; report rather than fail the bench
-            beam_note = f"beam decoder failed: {type(e).__name__}: {e}"[:120]
-            beam = None
-    if beam is None:
-        add("components, 1 thread", "beam CTC decoding", "RTF", {}, f"skipped: {beam_note}")
+    try:
+        from .decoding import beam_decode_speed
+    except ImportError as e:
+        add("components, 1 thread", "beam CTC decoding", "RTF", {}, f"skipped: {e}"[:120])
+    else:
+        beams = (8,) if quick else (8, 32, 128)
+        for lm in [None] + ([opts.lm] if opts.lm else []):
+            speed = beam_decode_speed(logits, model.config.vocab, model.frame_shift, beam_sizes=beams, lm=lm,
+                                      repeats=1 if quick else 3)
+            for size, rtf in speed.items():
+                add("components, 1 thread", f"beam search, beam {size}" + (", word LM" if lm else ", no LM"),
+                    "RTF", {GRU: rtf}, f"search only; LM {Path(lm).name}" if lm else "search only, lexicon-free")
 
     # Batch transcription on all cores (one single-thread process per core).
     batch_waves = utts if not quick else [u[: 2 * SAMPLE_RATE] for u in utts[:2]]
@@ -627,6 +610,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="labelled corpus (LibriSpeech layout or manifest): WER fp32 (and int8)")
     p.add_argument("--workers", type=int, default=2, help="processes for batch throughput (default 2)")
     p.add_argument("--json", metavar="FILE", help="also write the raw numbers as JSON")
+    p.add_argument("--lm", metavar="ARPA", help="also time beam search with this word LM")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -636,7 +620,7 @@ def run(args: argparse.Namespace) -> int:
 
     opts = BenchOptions(model=args.model, audio=args.audio, seconds=args.seconds, quick=args.quick, int8=args.int8,
                         lstm=args.lstm, pocketsphinx=args.pocketsphinx, eval_data=args.eval_data,
-                        workers=args.workers)
+                        workers=args.workers, lm=args.lm)
     err = Console(stderr=True)
     try:
         result = run_bench(opts, log=lambda s: err.print(f"[dim]bench: {s}[/dim]"))
