@@ -30,6 +30,7 @@ import torch
 
 from .audio import AudioError, load_audio
 from .tokenizer import Tokenizer, normalize_text
+from .utils import atomic_write
 
 log = logging.getLogger("asr")
 
@@ -159,21 +160,15 @@ def write_manifest(utterances: Sequence[Utterance], path: PathLike, header: Opti
     Paths inside the manifest's folder are stored relative to it, so a copied tree keeps working."""
     path = Path(path)
     base = path.parent.resolve()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            if header is not None:
-                f.write(json.dumps({"_asr_manifest": MANIFEST_VERSION, **header}) + "\n")
-            for u in utterances:
-                row = asdict(u)
-                p = Path(u.path).resolve()
-                if p.is_relative_to(base):
-                    row["path"] = p.relative_to(base).as_posix()
-                f.write(json.dumps(row) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        if header is not None:
+            f.write(json.dumps({"_asr_manifest": MANIFEST_VERSION, **header}) + "\n")
+        for u in utterances:
+            row = asdict(u)
+            p = Path(u.path).resolve()
+            if p.is_relative_to(base):
+                row["path"] = p.relative_to(base).as_posix()
+            f.write(json.dumps(row) + "\n")
 
 
 def _read_header(path: Path) -> Optional[dict]:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
@@ -19,6 +17,7 @@ from .decoding import greedy_decode
 from .features import LogMel, batch_lengths
 from .model import AcousticModel
 from .tokenizer import normalize_text
+from .utils import atomic_write
 
 
 @dataclass
@@ -74,17 +73,9 @@ def recognize_batches(model: AcousticModel, batches: Iterable[Optional[dict]]) -
 
 
 def write_jsonl_atomic(rows: Iterable[dict], path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            for row in rows:
-                f.write(json.dumps(row) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
 
 
 def pocketsphinx_recognizer() -> Callable[[np.ndarray], str]:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence, Union
 
 from .tokenizer import normalize_text
+from .utils import atomic_write
 
 PathLike = Union[str, Path]
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
@@ -118,32 +117,24 @@ def build_arpa(sentences: Iterable[str], path: PathLike, order: int = 3) -> dict
                 backoffs[n - 1][context] = gamma
     n_grams = [0] * (order + 1)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            entries = []
-            for n in range(1, order + 1):
-                rows = []
-                if n == 1:
-                    rows.append(f"-99\t{BOS}" + (_bo(backoffs[1].get((BOS,))) if order > 1 else ""))
-                for gram in sorted(probs[n]):
-                    rows.append(f"{math.log10(probs[n][gram]):.6f}\t{' '.join(gram)}"
-                                + (_bo(backoffs[n].get(gram)) if n < order else ""))
-                n_grams[n] = len(rows)
-                entries.append(rows)
-            f.write("\\data\\\n")
-            for n in range(1, order + 1):
-                f.write(f"ngram {n}={n_grams[n]}\n")
-            for n, rows in enumerate(entries, start=1):
-                f.write(f"\n\\{n}-grams:\n")
-                f.write("\n".join(rows) + "\n")
-            f.write("\n\\end\\\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these are ordinary shareable files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        entries = []
+        for n in range(1, order + 1):
+            rows = []
+            if n == 1:
+                rows.append(f"-99\t{BOS}" + (_bo(backoffs[1].get((BOS,))) if order > 1 else ""))
+            for gram in sorted(probs[n]):
+                rows.append(f"{math.log10(probs[n][gram]):.6f}\t{' '.join(gram)}"
+                            + (_bo(backoffs[n].get(gram)) if n < order else ""))
+            n_grams[n] = len(rows)
+            entries.append(rows)
+        f.write("\\data\\\n")
+        for n in range(1, order + 1):
+            f.write(f"ngram {n}={n_grams[n]}\n")
+        for n, rows in enumerate(entries, start=1):
+            f.write(f"\n\\{n}-grams:\n")
+            f.write("\n".join(rows) + "\n")
+        f.write("\n\\end\\\n")
     return {"order": order, "sentences": n_sentences, "words": n_words, "vocabulary": len(vocab),
             "ngrams": n_grams[1:]}
 
@@ -199,12 +190,9 @@ def load_settings(lm: PathLike) -> dict:
 
 def save_settings(lm: PathLike, settings: dict) -> Path:
     path = settings_path(lm)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
+    with atomic_write(path) as f:
         json.dump(settings, f, indent=2)
         f.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
     return path
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
@@ -14,6 +12,7 @@ from torch import nn
 
 from .features import N_MELS, FeatureNormalizer
 from .tokenizer import DEFAULT_VOCAB, Tokenizer
+from .utils import atomic_path
 
 
 @dataclass
@@ -130,13 +129,5 @@ def _select_state(mask: torch.Tensor, a: State, b: State) -> State:
 
 def atomic_torch_save(obj: object, path: Union[str, Path]) -> None:
     """Write to a temp file in the same folder, then rename: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence, Union
 
 from .decoding import Word
+from .utils import atomic_write
 
 FORMATS = ("txt", "json", "srt", "vtt", "tsv")
 MAX_GAP = 0.5  # seconds of silence between words that end a segment (an endpoint)
@@ -120,13 +119,6 @@ def write_transcript(fmt: str, text: str, words: Sequence[Word], source: Union[s
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{Path(source).stem}.{fmt}"
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(content)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these are ordinary shareable files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        f.write(content)
     return path

@@ -33,6 +33,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .tokenizer import normalize_text
+from .utils import atomic_path, atomic_write
 
 SAMPLE_RATE = 16000
 SPLITS = ("train", "dev", "test")
@@ -369,10 +370,8 @@ def _run(args: tuple[Utterance, str]) -> tuple[str, float, float, str | None]:
         audio = synthesize(utt.voice, utt.text)
     except SynthesisError as e:
         return utt.uid, 0.0, time.perf_counter() - t0, f"{utt.voice.engine} {utt.voice.voice} ({utt.uid}): {e}; text: {utt.text!r}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    sf.write(str(tmp), audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-    os.replace(tmp, path)  # a crash never leaves a truncated flac that resume would keep
+    with atomic_path(path) as tmp:  # a crash never leaves a truncated flac that resume would keep
+        sf.write(str(tmp), audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
     return utt.uid, len(audio) / SAMPLE_RATE, time.perf_counter() - t0, None
 
 
@@ -447,10 +446,8 @@ def plan_corpus(sentences: Sequence[str], table: Sequence[Voice], sizes: dict[st
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        f.write(text)
 
 
 def _espeak_names() -> set[str]:

@@ -28,6 +28,7 @@ import torchaudio
 from .features import LogMel, RunningStats, batch_lengths
 from .model import AcousticModel, ModelConfig, atomic_torch_save
 from .tokenizer import Tokenizer
+from .utils import atomic_path
 
 
 @dataclass
@@ -171,10 +172,9 @@ def plot_history(history: list[dict], path: Path) -> None:
     ax2.set_ylabel("dev WER (%)", color="tab:red")
     fig.suptitle("training progress")
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _rank() -> int:
