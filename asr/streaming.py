@@ -3,7 +3,8 @@
 Between chunks we carry exactly three things: the samples that do not yet fill a feature
 frame, the feature frames that do not yet fill a stack, and the GRU hidden state. All are
 bounded in size, so memory stays constant however long the stream runs (only the text of
-the current utterance grows, and `reset()` clears it).
+the current utterance grows, plus, with a beam-search decoder, its logits for word alignment;
+`reset()` clears both, and `asr listen` resets at every endpoint).
 """
 
 from __future__ import annotations
