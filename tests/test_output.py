@@ -7,7 +7,6 @@ import re
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from asr.cli import main
 from asr.decoding import Word

@@ -17,7 +17,6 @@ import torch
 from asr.cli import main
 from asr.evaluate import error_rates
 from asr.model import AcousticModel
-from asr.train import TrainConfig, train
 
 SMALL = ["--hidden", "48", "--layers", "2", "--num-workers", "0", "--threads", "1", "--batch-seconds", "6",
          "--warmup-steps", "3", "--stats-utterances", "6", "--noise-prob", "0.5"]
