@@ -65,7 +65,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             pieces = [recognizer.accept_logits(audio[i:i + step]) for i in range(0, len(audio), step)]
             text = recognizer.finish().text
             if args.output_format and pieces:  # word times: the result aligned to the logits
-                words = align_words(torch.cat(pieces), text, model.config.vocab, model.frame_shift)
+                words = align_words(torch.cat(pieces), text, model.config.vocab, model.frame_shift,
+                                    delay=model.word_delay)
             else:
                 words = []
         else:
@@ -148,6 +149,34 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 1
     print(f"{path}: step(features (1, T, {model.config.n_mels}) with T a multiple of {model.config.stack}, "
           f"state ({model.config.layers}, 1, {model.config.hidden})) -> (logits, new_state)")
+    return 0
+
+
+def cmd_calibrate_timing(args: argparse.Namespace) -> int:
+    import torch
+
+    from . import timing
+    from .model import AcousticModel, atomic_torch_save
+
+    model = load_model(args.model)
+    try:
+        data = timing.cases()
+        before = timing.measure(model, data, delay=(0.0, 0.0))
+        model.word_delay = timing.calibrate(model, data)
+        after = timing.measure(model, data)
+    except (ValueError, OSError, RuntimeError) as e:  # RuntimeError: a TTS engine is missing or failed
+        error(str(e))
+        return 1
+    print(f"uncorrected: {timing.summary(before)}")
+    print(f"corrected:   {timing.summary(after)}")
+    print(f"word delay: start {model.word_delay[0]:.3f} s, end {model.word_delay[1]:.3f} s")
+    output = args.output or args.model
+    ckpt = torch.load(args.model, map_location="cpu", weights_only=True)
+    inner = ckpt["model"] if "model" in ckpt and "config" not in ckpt else ckpt  # training checkpoints nest it
+    inner["word_delay"] = list(model.word_delay)
+    atomic_torch_save(ckpt, output)
+    AcousticModel.load(output)  # what was written loads
+    print(f"saved to {output}")
     return 0
 
 
@@ -258,6 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="speed/latency/memory/throughput table (+ int8, LSTM, PocketSphinx)")
     add_bench_arguments(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("calibrate-timing", help="measure how late the model emits words; store the correction")
+    p.add_argument("model", help="model checkpoint to calibrate (updated in place unless --output)")
+    p.add_argument("--output", help="write the calibrated checkpoint here instead")
+    p.set_defaults(func=cmd_calibrate_timing)
 
     p = sub.add_parser("export", help="export the streaming step (state in, state out) to ONNX or TorchScript")
     p.add_argument("--model", help="model checkpoint (default: bundled)")

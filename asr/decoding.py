@@ -76,17 +76,26 @@ def greedy_decode(logits: torch.Tensor, vocab: Sequence[str], blank: int = 0) ->
     return decoder.hypothesis()
 
 
-def words(hyp: Hypothesis, vocab: Sequence[str], frame_shift: float, time_offset: float = 0.0) -> list[Word]:
+Delay = tuple[float, float]  # (start, end) seconds a model emits late; see asr.timing
+
+
+def _word_times(first: float, last: float, time_offset: float, delay: Delay) -> tuple[float, float]:
+    """Emission times -> word times: minus the model's calibrated delay, never before the audio starts."""
+    start = max(time_offset, time_offset + first - delay[0])
+    return round(start, 3), round(max(start, time_offset + last - delay[1]), 3)
+
+
+def words(hyp: Hypothesis, vocab: Sequence[str], frame_shift: float, time_offset: float = 0.0,
+          delay: Delay = (0.0, 0.0)) -> list[Word]:
     """Groups emitted characters into words; a word spans its first to its last character's step."""
     result: list[Word] = []
     chars: list[tuple[str, int, float]] = []
 
     def flush() -> None:
         if chars:
+            start, end = _word_times(chars[0][1] * frame_shift, (chars[-1][1] + 1) * frame_shift, time_offset, delay)
             result.append(Word(
-                text="".join(c for c, _, _ in chars),
-                start=round(time_offset + chars[0][1] * frame_shift, 3),
-                end=round(time_offset + (chars[-1][1] + 1) * frame_shift, 3),
+                text="".join(c for c, _, _ in chars), start=start, end=end,
                 confidence=round(min(p for _, _, p in chars), 4),
             ))
             chars.clear()
@@ -281,9 +290,10 @@ class BeamSearchDecoder:
 
 
 def align_words(logits: torch.Tensor, text: str, vocab: Sequence[str], frame_shift: float,
-                time_offset: float = 0.0, blank: int = 0) -> list[Word]:
+                time_offset: float = 0.0, blank: int = 0, delay: Delay = (0.0, 0.0)) -> list[Word]:
     """Word times and confidences from a CTC forced alignment of `text` to (T, V) logits.
 
+    `delay` is the model's calibrated emission delay (AcousticModel.word_delay), subtracted from times.
     A word spans its first character's first step to its last character's last step, counting only
     the steps around each character's peak; its confidence is the mean posterior of its characters.
     Returns [] when the text cannot be aligned to the logits (too short).
@@ -327,10 +337,9 @@ def align_words(logits: torch.Tensor, text: str, vocab: Sequence[str], frame_shi
 
     def flush() -> None:
         if current:
+            start, end = _word_times(current[0][0] * frame_shift, current[-1][1] * frame_shift, time_offset, delay)
             result.append(Word(
-                text=word_text,
-                start=round(time_offset + current[0][0] * frame_shift, 3),
-                end=round(time_offset + current[-1][1] * frame_shift, 3),
+                text=word_text, start=start, end=end,
                 confidence=round(sum(c for _, _, c in current) / len(current), 4),
             ))
             current.clear()

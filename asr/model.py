@@ -40,6 +40,8 @@ class AcousticModel(nn.Module):
         self.rnn = rnn_cls(config.hidden, config.hidden, num_layers=config.layers, batch_first=True,
                            dropout=config.dropout if config.layers > 1 else 0.0)
         self.head = nn.Linear(config.hidden, len(config.vocab))
+        # Seconds by which word starts/ends are emitted late; measured by asr.timing.calibrate, not learned.
+        self.word_delay: tuple[float, float] = (0.0, 0.0)
 
     @property
     def frame_shift(self) -> float:
@@ -93,7 +95,8 @@ class AcousticModel(nn.Module):
     def checkpoint(self) -> dict:
         """Everything needed to rebuild the model: config, vocabulary, normalization stats, weights."""
         return {"config": dataclasses.asdict(self.config),
-                "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()}}
+                "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+                "word_delay": list(self.word_delay)}
 
     def save(self, path: Union[str, Path]) -> None:
         atomic_torch_save(self.checkpoint(), path)
@@ -103,6 +106,7 @@ class AcousticModel(nn.Module):
         model = cls(ModelConfig(**ckpt["config"]))
         state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
         model.load_state_dict(state)
+        model.word_delay = tuple(float(x) for x in ckpt.get("word_delay", (0.0, 0.0)))
         return model.eval()
 
     @classmethod

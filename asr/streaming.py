@@ -72,8 +72,9 @@ class StreamingRecognizer:
         if self._keep_logits:
             logits = torch.cat(self._logits) if self._logits else torch.zeros(0, len(self.model.config.vocab))
             return align_words(logits, self.decoder.hypothesis().text, self.model.config.vocab,
-                               self.model.frame_shift, time_offset)
-        return words(self.decoder.hypothesis(), self.model.config.vocab, self.model.frame_shift, time_offset)
+                               self.model.frame_shift, time_offset, delay=self.model.word_delay)
+        return words(self.decoder.hypothesis(), self.model.config.vocab, self.model.frame_shift, time_offset,
+                     delay=self.model.word_delay)
 
     @property
     def seconds_seen(self) -> float:

@@ -49,6 +49,7 @@ class TrainConfig:
     freq_mask_width: int = 12
     time_masks: int = 2
     time_mask_width: int = 25
+    freq_warp: float = 0.0  # VTLP-like warp of the log-mel frequency axis by a factor in 1 +- freq_warp
     # waveform augmentation
     speeds: list[float] = field(default_factory=lambda: [0.9, 1.0, 1.1])
     noise_prob: float = 0.5
@@ -94,6 +95,38 @@ class WaveformAugment:
         return x.clamp(-1, 1).numpy()
 
 
+def _mel(f: torch.Tensor) -> torch.Tensor:
+    return 2595.0 * torch.log10(1.0 + f / 700.0)  # HTK mel scale, as LogMel's MelSpectrogram uses
+
+
+def frequency_warp(feats: torch.Tensor, cfg: TrainConfig, generator: torch.Generator,
+                   sample_rate: int = 16000) -> torch.Tensor:
+    """Scale each utterance's spectrum along frequency by a random factor (vocal tract length perturbation).
+
+    Formant positions scale with vocal tract length, and a few synthetic voices cover few lengths: warping
+    the spectrum (without touching tempo, unlike speed perturbation) makes new-sounding speakers.
+    Done on the log-mel bins by linear interpolation at the warped bin centres; bins warped above the
+    top bin take its value.
+    """
+    if cfg.freq_warp <= 0:
+        return feats
+    b, _, n = feats.shape
+    top = _mel(torch.tensor(sample_rate / 2))
+    centres_mel = torch.linspace(0, float(top), n + 2)[1:-1]
+    centres_hz = 700.0 * (10 ** (centres_mel / 2595.0) - 1)
+    step = float(centres_mel[1] - centres_mel[0])
+    out = torch.empty_like(feats)
+    for i in range(b):
+        alpha = 1.0 + cfg.freq_warp * (2 * float(torch.rand((), generator=generator)) - 1)
+        # value at centre f comes from frequency f / alpha of the original spectrum
+        pos = ((_mel(centres_hz / alpha) - centres_mel[0]) / step).clamp(0, n - 1)
+        lo = pos.floor().long()
+        hi = (lo + 1).clamp(max=n - 1)
+        w = (pos - lo).to(feats.dtype)
+        out[i] = feats[i][:, lo] * (1 - w) + feats[i][:, hi] * w
+    return out
+
+
 def spec_augment(feats: torch.Tensor, lengths: torch.Tensor, cfg: TrainConfig,
                  generator: torch.Generator) -> torch.Tensor:
     """Frequency and time masks (SpecAugment), filled with each utterance's mean."""
@@ -122,7 +155,7 @@ def ctc_loss(model: torch.nn.Module, logmel: LogMel, batch: dict, cfg: Optional[
     feats = logmel(batch["waveforms"])
     lengths = batch_lengths(batch["waveform_lengths"])
     if cfg is not None and generator is not None:
-        feats = spec_augment(feats, lengths, cfg, generator)
+        feats = spec_augment(frequency_warp(feats, cfg, generator), lengths, cfg, generator)
     logits, out_lengths, _ = model(feats, lengths, exact_final_state=False)
     log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # (T, B, V) for ctc_loss
     return F.ctc_loss(log_probs, batch["targets"], out_lengths, batch["target_lengths"],
@@ -398,7 +431,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for name in ("epochs", "max_steps", "warmup_steps", "save_every_steps", "num_workers", "threads", "seed",
                  "dev_max_utterances", "stats_utterances"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
-    for name in ("batch_seconds", "lr", "weight_decay", "clip", "noise_prob"):
+    for name in ("batch_seconds", "lr", "weight_decay", "clip", "noise_prob", "freq_warp"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
     p.add_argument("--speeds", type=float, nargs="*", default=d.speeds)
     p.add_argument("--precision", choices=["fp32", "bf16"], default=d.precision)

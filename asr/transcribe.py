@@ -44,10 +44,11 @@ def transcript_from_logits(model: AcousticModel, logits: torch.Tensor, duration:
     if decoder is None:
         hyp = greedy_decode(logits, vocab)
         if not align:
-            return Transcript(hyp.text, duration, words(hyp, vocab, model.frame_shift))
+            return Transcript(hyp.text, duration, words(hyp, vocab, model.frame_shift, delay=model.word_delay))
     else:
         hyp = decoder.decode(logits)
-    return Transcript(hyp.text, duration, align_words(logits, hyp.text, vocab, model.frame_shift))
+    return Transcript(hyp.text, duration, align_words(logits, hyp.text, vocab, model.frame_shift,
+                                                      delay=model.word_delay))
 
 
 def make_decoder(vocab: Sequence[str], lm: Optional[str] = None, beam_size: int = 0,

@@ -184,6 +184,9 @@ def test_align_words_on_known_frames():
     assert [(w.text, w.start, w.end) for w in ws] == [("hi", 1.06, 1.15), ("yo", 1.27, 1.33)]
     assert all(w.confidence > 0.99 for w in ws)
     assert align_words(logits[:3], "hi yo", VOCAB, 0.03) == []  # cannot fit: no words rather than garbage
+    # a calibrated emission delay moves times earlier, never before the audio's start
+    late = align_words(logits, "hi yo", VOCAB, frame_shift=0.03, time_offset=1.0, delay=(0.1, 0.05))
+    assert [(w.start, w.end) for w in late] == [(1.0, 1.1), (1.17, 1.28)]
 
 
 def test_transcribe_with_lm_gives_aligned_words(overfit, tmp_path):

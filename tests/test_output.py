@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 
-import numpy as np
 import pytest
 
 from asr.cli import main
@@ -135,49 +134,3 @@ def test_cli_streaming_output_matches_batch(overfit, tmp_path, capsys):
     stream = json.loads((tmp_path / "stream" / f"{wav.stem}.json").read_text())
     assert batch["text"] == overfit["texts"][0]
     assert stream == batch
-
-
-def spoken_words(words: list[str], gaps: list[float], voice: str = "en-us") -> tuple[np.ndarray, list[tuple]]:
-    """Each word synthesized on its own, trimmed to its audible part, joined by silences of known length.
-
-    Returns the audio and each word's true (start, end) in seconds."""
-    from conftest import espeak
-
-    parts, spans, t = [], [], 0.0
-    for word, gap in zip(words, gaps):
-        audio = espeak(word, voice)
-        loud = np.nonzero(np.abs(audio) > 0.01)[0]
-        audio = audio[loud[0]:loud[-1] + 1]
-        silence = np.zeros(int(gap * 16000), np.float32)
-        parts += [silence, audio]
-        t += len(silence) / 16000
-        spans.append((t, t + len(audio) / 16000))
-        t += len(audio) / 16000
-    parts.append(np.zeros(8000, np.float32))
-    return np.concatenate(parts), spans
-
-
-@pytest.mark.slow
-def test_word_times_match_spoken_words():
-    """Needs a model trained on real amounts of speech (a 2-sentence overfit model memorizes its word
-    sequence and emits words whenever it likes): ASR_TIMING_MODEL or the synthetic-corpus recipe's best.pt.
-    The reference text is aligned, so only timing is tested, not recognition."""
-    import os
-    from pathlib import Path
-
-    from asr.decoding import align_words
-    from asr.model import AcousticModel
-    from asr.transcribe import batch_logits
-
-    path = Path(os.environ.get("ASR_TIMING_MODEL", "/work/data/exp/default/best.pt"))
-    if not path.exists():
-        pytest.skip(f"no trained model at {path} (set ASR_TIMING_MODEL)")
-    model = AcousticModel.load(path)
-    text = "the lord spoke to moses in the wilderness of sinai"
-    gaps = [0.3, 0.6, 0.15, 0.4, 0.25, 0.8, 0.2, 0.5, 0.3, 0.35]
-    audio, spans = spoken_words(text.split(), gaps)
-    words = align_words(batch_logits(model, audio), text, model.config.vocab, model.frame_shift)
-    assert [w.text for w in words] == text.split()
-    errors = [(w.text, round(w.start - a, 3), round(w.end - b, 3)) for w, (a, b) in zip(words, spans)]
-    print("word, start error, end error (s):", errors)
-    assert all(abs(ds) <= 0.15 and abs(de) <= 0.15 for _, ds, de in errors), errors

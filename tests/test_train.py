@@ -150,3 +150,20 @@ def test_asr_eval_side_by_side_with_pocketsphinx_by_group(overfit, tmp_path, cap
     assert all(isinstance(r["peer_hyp"], str) and r["peer_errors"] >= 0 for r in rows)
     assert main(["eval", "--model", str(overfit["path"]), str(tmp_path / "corpus"),
                  "--groups", f"{speakers}:nope"]) == 1
+
+
+def test_frequency_warp_moves_formants_and_is_seeded():
+    from asr.train import TrainConfig, frequency_warp
+
+    cfg = TrainConfig(train=[], dev=[])
+    feats = torch.randn(3, 20, 80)
+    assert frequency_warp(feats, cfg, torch.Generator()) is feats  # off by default
+    cfg.freq_warp = 0.15
+    peak = torch.zeros(40, 1, 80)
+    peak[:, :, 40] = 1.0
+    warped = frequency_warp(peak, cfg, torch.Generator().manual_seed(0))
+    bins = warped[:, 0].argmax(-1)
+    # each utterance gets its own factor: the spectral peak moves both up and down, by at most ~15 %
+    assert bins.min() < 40 < bins.max() and bins.min() >= 34 and bins.max() <= 46
+    again = frequency_warp(peak, cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(warped, again)
