@@ -157,6 +157,7 @@ def cmd_calibrate_timing(args: argparse.Namespace) -> int:
 
     from . import timing
     from .model import AcousticModel, atomic_torch_save
+    from .synthesize import SynthesisError
 
     model = load_model(args.model)
     try:
@@ -164,7 +165,7 @@ def cmd_calibrate_timing(args: argparse.Namespace) -> int:
         before = timing.measure(model, data, delay=(0.0, 0.0))
         model.word_delay = timing.calibrate(model, data)
         after = timing.measure(model, data)
-    except (ValueError, OSError, RuntimeError) as e:  # RuntimeError: a TTS engine is missing or failed
+    except (ValueError, OSError, SynthesisError) as e:  # SynthesisError: a TTS engine is missing or failed
         error(str(e))
         return 1
     print(f"uncorrected: {timing.summary(before)}")

@@ -17,6 +17,9 @@ else
     asr train "${args[@]}"
 fi
 
+# word times: subtract the model's emission delay (needs espeak-ng and flite; see asr/timing.py)
+asr calibrate-timing "$EXP/best.pt" || echo "word-timing calibration skipped: word times will run late"
+
 for s in $TEST_SUBSETS; do
     asr eval --model "$EXP/best.pt" "$L/$s" --output "$EXP/errors-$s.jsonl"
 done

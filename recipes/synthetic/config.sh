@@ -1,8 +1,17 @@
 # Settings for recipes/synthetic/run.sh; override any of them in the environment.
-OUT=${OUT:-data/synthetic}
-HOURS_TRAIN=${HOURS_TRAIN:-5}
-HOURS_DEV=${HOURS_DEV:-0.5}
-HOURS_TEST=${HOURS_TEST:-0.5}
+# The defaults are the ones that trained the bundled model (assets/MODEL.md).
+OUT=${OUT:-data/synthetic}             # the corpus
+EXP=${EXP:-exp/synthetic}              # checkpoints, history.json, progress.png
+HOURS_TRAIN=${HOURS_TRAIN:-12}
+HOURS_DEV=${HOURS_DEV:-0.6}
+HOURS_TEST=${HOURS_TEST:-0.8}
 SEED=${SEED:-0}
 JOBS=${JOBS:-$(nproc)}
 ENGINES=${ENGINES:-espeak,festival,flite}
+# Model and training: 3 x 384 GRU (2.8 M parameters); 2 processes (DDP) x 100 s batches.
+HIDDEN=${HIDDEN:-384}
+LAYERS=${LAYERS:-3}
+EPOCHS=${EPOCHS:-18}
+BATCH_SECONDS=${BATCH_SECONDS:-100}    # padded audio seconds per batch and process
+FREQ_WARP=${FREQ_WARP:-0.12}           # vocal-tract-length-like warp: few voices, many "speakers"
+NPROC=${NPROC:-2}                      # training processes (one per core here)

@@ -1,0 +1,32 @@
+"""The synthetic recipe, end to end at toy size: synthesize -> train -> calibrate word timing -> eval."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from asr.model import AcousticModel
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_synthetic_recipe_runs_every_stage(tmp_path):
+    missing = [b for b in ("diatheke", "espeak-ng", "flite", "text2wave") if shutil.which(b) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (bash .ci/install installs them)")
+    env = dict(os.environ, OUT=str(tmp_path / "corpus"), EXP=str(tmp_path / "exp"), HOURS_TRAIN="0.03",
+               HOURS_DEV="0.01", HOURS_TEST="0.01", EPOCHS="1", HIDDEN="32", LAYERS="1", NPROC="1", JOBS="2")
+    proc = subprocess.run(["bash", "recipes/synthetic/run.sh"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    model = AcousticModel.load(tmp_path / "exp" / "best.pt")
+    assert model.config.hidden == 32 and model.word_delay != (0.0, 0.0)
+    assert "word delay:" in proc.stdout and "WER" in proc.stdout
+    errors = [json.loads(line) for line in (tmp_path / "exp" / "errors-test.jsonl").read_text().splitlines()]
+    assert errors and all(set(e) >= {"ref", "hyp"} for e in errors)
+    assert any(p.suffix == ".flac" for p in (tmp_path / "corpus" / "test").rglob("*"))
