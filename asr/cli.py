@@ -153,17 +153,19 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate_timing(args: argparse.Namespace) -> int:
-    import torch
-
     from . import timing
-    from .model import AcousticModel, atomic_torch_save
+    from .model import AcousticModel, atomic_torch_save, read_checkpoint
     from .synthesize import SynthesisError
 
-    model = load_model(args.model)
+    try:
+        ckpt, inner = read_checkpoint(args.model)  # the whole file: a training checkpoint keeps its optimizer
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"asr: error: {e}") from None
+    model = AcousticModel.from_checkpoint(inner)
     try:
         data = timing.cases()
         before = timing.measure(model, data, delay=(0.0, 0.0))
-        model.word_delay = timing.calibrate(model, data)
+        model.word_delay = timing.median_delay(before)
         after = timing.measure(model, data)
     except (ValueError, OSError, SynthesisError) as e:  # SynthesisError: a TTS engine is missing or failed
         error(str(e))
@@ -172,11 +174,8 @@ def cmd_calibrate_timing(args: argparse.Namespace) -> int:
     print(f"corrected:   {timing.summary(after)}")
     print(f"word delay: start {model.word_delay[0]:.3f} s, end {model.word_delay[1]:.3f} s")
     output = args.output or args.model
-    ckpt = torch.load(args.model, map_location="cpu", weights_only=True)
-    inner = ckpt["model"] if "model" in ckpt and "config" not in ckpt else ckpt  # training checkpoints nest it
     inner["word_delay"] = list(model.word_delay)
     atomic_torch_save(ckpt, output)
-    AcousticModel.load(output)  # what was written loads
     print(f"saved to {output}")
     return 0
 

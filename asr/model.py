@@ -40,7 +40,7 @@ class AcousticModel(nn.Module):
         self.rnn = rnn_cls(config.hidden, config.hidden, num_layers=config.layers, batch_first=True,
                            dropout=config.dropout if config.layers > 1 else 0.0)
         self.head = nn.Linear(config.hidden, len(config.vocab))
-        # Seconds by which word starts/ends are emitted late; measured by asr.timing.calibrate, not learned.
+        # Seconds by which word starts/ends are emitted late; measured by `asr calibrate-timing` (asr.timing), not learned.
         self.word_delay: tuple[float, float] = (0.0, 0.0)
 
     @property
@@ -111,17 +111,22 @@ class AcousticModel(nn.Module):
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> "AcousticModel":
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: model file not found") from None
-        except Exception as e:  # pickle/zip errors carry long messages; one line is enough
-            raise ValueError(f"{path}: not a valid asr model checkpoint ({type(e).__name__})") from None
-        if isinstance(ckpt, dict) and "model" in ckpt and "config" not in ckpt:
-            ckpt = ckpt["model"]  # a training checkpoint also holds optimizer state etc.
-        if not isinstance(ckpt, dict) or "config" not in ckpt:
-            raise ValueError(f"{path}: not an asr model checkpoint")
-        return cls.from_checkpoint(ckpt)
+        return cls.from_checkpoint(read_checkpoint(path)[1])
+
+
+def read_checkpoint(path: Union[str, Path]) -> tuple[dict, dict]:
+    """(the file's contents, the model's part of them): a training checkpoint nests the model under
+    "model" beside optimizer state etc.; a model checkpoint is the model's part itself."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: model file not found") from None
+    except Exception as e:  # pickle/zip errors carry long messages; one line is enough
+        raise ValueError(f"{path}: not a valid asr model checkpoint ({type(e).__name__})") from None
+    inner = ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt and "config" not in ckpt else ckpt
+    if not isinstance(inner, dict) or "config" not in inner:
+        raise ValueError(f"{path}: not an asr model checkpoint")
+    return ckpt, inner
 
 
 def _select_state(mask: torch.Tensor, a: State, b: State) -> State:

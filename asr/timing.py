@@ -50,7 +50,7 @@ def speaker(engine: str, voice: str) -> Callable[[str], np.ndarray]:
     """A function speaking one word with a corpus voice at its default rate -> 16 kHz float32 audio."""
     from .synthesize import Voice, synthesize
 
-    v = Voice(0, engine, voice, 1.0, 50 if engine == "espeak" else None, "dev")
+    v = Voice(0, engine, voice, 1.0, None, "dev")  # default rate and pitch
     return lambda text: synthesize(v, text)
 
 
@@ -117,9 +117,8 @@ def measure(model: AcousticModel, data: Sequence[Case], delay: tuple[float, floa
     return [e for case in data for e in word_errors(model, case.audio, case.text, case.spans, delay)]
 
 
-def calibrate(model: AcousticModel, data: Sequence[Case]) -> tuple[float, float]:
-    """Median (start, end) delay of the raw model, in seconds."""
-    errors = measure(model, data, delay=(0.0, 0.0))
+def median_delay(errors: Sequence[WordError]) -> tuple[float, float]:
+    """(start, end) delay in seconds from the raw model's errors (measure(..., delay=(0.0, 0.0)))."""
     return (round(statistics.median(e.start for e in errors), 3),
             round(statistics.median(e.end for e in errors), 3))
 
