@@ -55,6 +55,9 @@ class TrainConfig:
     noise_prob: float = 0.5
     snr_db: tuple[float, float] = (10.0, 40.0)
     gain_db: tuple[float, float] = (-12.0, 6.0)
+    reverb_prob: float = 0.0  # chance of a synthetic room impulse response (RT60 0.1-0.6 s)
+    eq_prob: float = 0.0  # chance of a random channel: band limits (phone..wideband) and a +-8 dB peak
+    init: str = ""  # start from this model's weights and feature stats (fine-tuning); its config wins
     precision: str = "fp32"  # or "bf16" (CPU autocast)
     dev_max_utterances: int = 400
     stats_utterances: int = 400
@@ -69,7 +72,8 @@ class TrainConfig:
 
 
 class WaveformAugment:
-    """Speed perturbation, gain and additive noise, seeded per (seed, epoch, item) for exact resume."""
+    """Speed perturbation, gain, additive noise, random channel and reverb, seeded per (seed, epoch, item)
+    for exact resume."""
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
@@ -92,7 +96,41 @@ class WaveformAugment:
             p_sig = x.pow(2).mean().clamp(min=1e-10)
             p_noise = noise.pow(2).mean().clamp(min=1e-10)
             x = x + noise * torch.sqrt(p_sig / (p_noise * 10 ** (snr / 10)))
+        if rng.random() < self.cfg.eq_prob and x.numel():
+            x = random_channel(x, rng)
+        if rng.random() < self.cfg.reverb_prob and x.numel():
+            x = random_reverb(x, rng)
         return x.clamp(-1, 1).numpy()
+
+
+def random_channel(x: torch.Tensor, rng: np.random.Generator, sample_rate: int = 16000) -> torch.Tensor:
+    """A random microphone/line: high-pass 50-300 Hz, low-pass 3.4-7.5 kHz (phone to wideband),
+    one peaking band +-8 dB. Synthetic voices differ from each other (and from people) mostly in
+    spectral envelope; this teaches the model not to rely on one."""
+    f = torchaudio.functional
+    peak = x.abs().max().clamp(min=1e-10)
+    x = x * (0.2 / peak)  # torchaudio's biquads clamp to [-1, 1]: leave headroom for the boost
+    x = f.highpass_biquad(x, sample_rate, float(rng.uniform(50, 300)))
+    if rng.random() < 0.6:
+        x = f.lowpass_biquad(x, sample_rate, float(rng.uniform(3400, 7500)))
+    center = float(np.exp(rng.uniform(np.log(200), np.log(5000))))
+    x = f.equalizer_biquad(x, sample_rate, center, float(rng.uniform(-8, 8)), Q=float(rng.uniform(0.5, 2)))
+    return x * (peak / 0.2)
+
+
+def random_reverb(x: torch.Tensor, rng: np.random.Generator, sample_rate: int = 16000) -> torch.Tensor:
+    """Convolve with a synthetic room: a direct path plus exponentially decaying noise (RT60 0.1-0.6 s),
+    direct-to-reverberant ratio 0-15 dB. Output keeps the input's length and level."""
+    rt60 = rng.uniform(0.1, 0.6)
+    n = int(rt60 * sample_rate)
+    t = np.arange(n) / sample_rate
+    tail = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)  # -60 dB at rt60
+    tail[: int(0.002 * sample_rate)] = 0.0  # first reflections arrive a few ms after the direct sound
+    drr = 10 ** (rng.uniform(0, 15) / 10)
+    tail *= np.sqrt(1.0 / (drr * max(1e-10, float(np.sum(tail ** 2)))))
+    tail[0] = 1.0
+    y = torchaudio.functional.fftconvolve(x, torch.from_numpy(tail.astype(np.float32)))[: x.numel()]
+    return y * (x.abs().max() / y.abs().max().clamp(min=1e-10))
 
 
 def _mel(f: torch.Tensor) -> torch.Tensor:
@@ -274,7 +312,8 @@ def train(cfg: TrainConfig) -> dict:
     dev_utts = load_manifest(cfg.dev)[: cfg.dev_max_utterances] if cfg.dev else []
     if not train_utts:
         raise SystemExit(f"asr train: no usable training utterances in {cfg.train}")
-    model_cfg = ModelConfig(**cfg.model)
+    init = AcousticModel.load(cfg.init) if cfg.init else None
+    model_cfg = init.config if init is not None else ModelConfig(**cfg.model)
     tokenizer = Tokenizer(model_cfg.vocab)
     model = AcousticModel(model_cfg)
 
@@ -300,8 +339,13 @@ def train(cfg: TrainConfig) -> dict:
         specaug_gen.set_state(ckpt["specaug_rng"])
         log(f"resumed from {last} at step {state['step']} (epoch {state['epoch']}, batch {state['position']})")
     else:
-        mean, std = feature_stats(train_utts, cfg.stats_utterances)
-        model.normalizer.set_stats(mean, std)
+        if init is not None:
+            # Fine-tuning keeps the features the weights were trained on; word timing must be recalibrated.
+            model.load_state_dict(init.state_dict())
+            log(f"initialized from {cfg.init}")
+        else:
+            mean, std = feature_stats(train_utts, cfg.stats_utterances)
+            model.normalizer.set_stats(mean, std)
         specaug_gen.manual_seed(cfg.seed)
     log(f"model: {model.num_parameters() / 1e6:.2f} M parameters; {len(train_utts)} train utterances "
         f"({sum(u.duration for u in train_utts) / 3600:.2f} h), {len(sampler)} batches/epoch, {world} process(es)")
@@ -431,10 +475,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for name in ("epochs", "max_steps", "warmup_steps", "save_every_steps", "num_workers", "threads", "seed",
                  "dev_max_utterances", "stats_utterances"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
-    for name in ("batch_seconds", "lr", "weight_decay", "clip", "noise_prob", "freq_warp"):
+    for name in ("batch_seconds", "lr", "weight_decay", "clip", "noise_prob", "freq_warp", "reverb_prob", "eq_prob"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
     p.add_argument("--speeds", type=float, nargs="*", default=d.speeds)
     p.add_argument("--precision", choices=["fp32", "bf16"], default=d.precision)
+    p.add_argument("--init", default="", metavar="MODEL",
+                   help="fine-tune: start from this model (e.g. assets/model.pt); --hidden/--layers/... are ignored")
     p.add_argument("--hidden", type=int, default=ModelConfig.hidden)
     p.add_argument("--layers", type=int, default=ModelConfig.layers)
     p.add_argument("--stack", type=int, default=ModelConfig.stack)

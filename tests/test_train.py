@@ -167,3 +167,41 @@ def test_frequency_warp_moves_formants_and_is_seeded():
     assert bins.min() < 40 < bins.max() and bins.min() >= 34 and bins.max() <= 46
     again = frequency_warp(peak, cfg, torch.Generator().manual_seed(0))
     assert torch.equal(warped, again)
+
+
+def test_random_reverb_and_channel_are_seeded_and_keep_length():
+    import numpy as np
+
+    from asr.train import random_channel, random_reverb
+
+    burst = torch.zeros(16000)
+    burst[:800] = torch.randn(800) * 0.3
+    wet = random_reverb(burst, np.random.default_rng(1))
+    assert wet.shape == burst.shape and torch.isfinite(wet).all()
+    assert float(wet[4000:8000].abs().max()) > 0  # the room keeps ringing after the burst ends
+    assert torch.allclose(wet.abs().max(), burst.abs().max())
+    assert torch.equal(wet, random_reverb(burst, np.random.default_rng(1)))
+
+    noise = torch.randn(32000) * 0.5
+    outs = [random_channel(noise, np.random.default_rng(s)) for s in range(4)]
+    assert all(o.shape == noise.shape and torch.isfinite(o).all() for o in outs)
+    assert not torch.allclose(outs[0], outs[1])
+    def below_40_hz(x: torch.Tensor) -> float:
+        return float(torch.fft.rfft(x).abs()[:80].pow(2).sum())  # 2 s of audio: 0.5 Hz per bin
+
+    assert all(below_40_hz(o) < 0.5 * below_40_hz(noise) for o in outs)  # the high-pass is always on
+
+
+def test_fine_tune_starts_from_the_init_model(tiny_corpus, tmp_path):
+    base = tmp_path / "base"
+    run_train_cli(train_args(tiny_corpus, base, "--epochs", "1"))
+    init = AcousticModel.load(base / "best.pt")
+    out = tmp_path / "tuned"
+    # lr 0: the fine-tuned weights must be exactly the initial ones; --hidden is ignored (the init's config wins)
+    run_train_cli(["--train", str(tiny_corpus), "--out", str(out), "--init", str(base / "best.pt"), "--lr", "0",
+                   "--hidden", "64", "--epochs", "1", "--num-workers", "0", "--threads", "1",
+                   "--batch-seconds", "6", "--reverb-prob", "1", "--eq-prob", "1"])
+    tuned = AcousticModel.load(out / "best.pt")
+    assert tuned.config == init.config
+    for name, tensor in init.state_dict().items():
+        assert torch.equal(tensor, tuned.state_dict()[name]), name
