@@ -189,6 +189,16 @@ FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")  # `flite -lv`; awb_time on
 FESTIVAL_VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")
 OTHER_RATES = (0.9, 1.0, 1.15)
 FIXED_RATE_VOICES = {"cmu_us_slt_arctic_hts"}  # the HTS voice ignores Duration_Stretch
+# Opt-in (--pitch-variants) extra *training* speakers: flite/festival voices with their F0 moved to
+# this % of the voice's own. Only 3 voices per engine exist, so a lowered female or raised male
+# voice is the cheapest new "speaker"; held-out voices get none, so dev/test stay the same.
+PITCH_VARIANTS: dict[tuple[str, str], tuple[int, ...]] = {
+    ("flite", "kal16"): (75, 125, 150), ("flite", "slt"): (60, 75, 120),
+    ("festival", "kal_diphone"): (75, 125, 150),
+}
+# Default F0 means (Hz) of the voices whose pitch is set in Hz rather than as a factor.
+FLITE_DIPHONE_F0 = {"kal": 95.0, "kal16": 95.0}  # flite's cmu_us_kal int_f0_target_mean
+FESTIVAL_LR_F0 = {"kal_diphone": 105.0}  # festival's kal_diphone.scm int_lr_params target_f0_mean
 
 # Whole voice identities held out of training. An espeak identity is (accent, variant): it is
 # held out if its accent or its variant is listed. test wins over dev. Every engine keeps at
@@ -213,7 +223,8 @@ class Voice:
     engine: str
     voice: str  # espeak "accent+variant", festival "voice_X" suffix, flite -voice name
     rate: float
-    pitch: int | None  # espeak -p; None where the engine gets no pitch setting
+    # espeak: -p (0..99); flite/festival: % of the voice's own F0 (PITCH_VARIANTS); None = default
+    pitch: int | None
     split: str
 
     @property
@@ -233,8 +244,12 @@ def _held_out_split(engine: str, voice: str) -> str:
     return "train"
 
 
-def voices(engines: Sequence[str] = ENGINES) -> list[Voice]:
-    """The fixed voice table. Speaker ids do not depend on the seed or on `engines`."""
+def voices(engines: Sequence[str] = ENGINES, pitch_variants: bool = False) -> list[Voice]:
+    """The fixed voice table. Speaker ids do not depend on the seed or on `engines`.
+
+    `pitch_variants` appends PITCH_VARIANTS' training speakers after the others, so the ids of
+    the base table do not move.
+    """
     table: list[tuple[str, str, float, int | None]] = []
     for accent in ESPEAK_ACCENTS:
         for variant in ESPEAK_VARIANTS:
@@ -248,6 +263,11 @@ def voices(engines: Sequence[str] = ENGINES) -> list[Voice]:
     for name in FLITE_VOICES:
         for rate in OTHER_RATES:
             table.append(("flite", name, rate, None))
+    if pitch_variants:
+        for (engine, name), pitches in PITCH_VARIANTS.items():
+            for pitch in pitches:
+                h = int(hashlib.sha1(f"{name}@{pitch}".encode()).hexdigest(), 16)
+                table.append((engine, name, OTHER_RATES[h % 3], pitch))
     return [Voice(1000 + i, e, v, r, p, _held_out_split(e, v))
             for i, (e, v, r, p) in enumerate(table) if e in engines]
 
@@ -278,10 +298,20 @@ def _engine_command(voice: Voice, text: str, wav: Path) -> tuple[list[str], str 
         return (["espeak-ng", "-v", voice.voice, "-s", str(round(175 * voice.rate)),
                  "-p", str(voice.pitch if voice.pitch is not None else 50), "-w", str(wav), text], None)
     if voice.engine == "flite":
-        return (["flite", "-voice", voice.voice, "--setf", f"duration_stretch={1 / voice.rate:.4f}",
+        pitch = []
+        if voice.pitch is not None:  # diphone voices take a target mean in Hz, clustergen ones a factor
+            pitch = (["--setf", f"int_f0_target_mean={FLITE_DIPHONE_F0[voice.voice] * voice.pitch / 100:.1f}"]
+                     if voice.voice in FLITE_DIPHONE_F0 else ["--setf", f"f0_shift={voice.pitch / 100:.3f}"])
+        return (["flite", "-voice", voice.voice, "--setf", f"duration_stretch={1 / voice.rate:.4f}", *pitch,
                  "-t", text, "-o", str(wav)], None)
     if voice.engine == "festival":
-        return (["text2wave", "-eval", f"(voice_{voice.voice})",
+        pitch = []
+        if voice.pitch is not None:
+            if voice.voice not in FESTIVAL_LR_F0:
+                raise ValueError(f"no pitch setting for festival voice {voice.voice!r}")
+            pitch = ["-eval", f"(set! int_lr_params '((target_f0_mean {FESTIVAL_LR_F0[voice.voice] * voice.pitch / 100:.1f})"
+                              " (target_f0_std 14) (model_f0_mean 170) (model_f0_std 34)))"]
+        return (["text2wave", "-eval", f"(voice_{voice.voice})", *pitch,
                  "-eval", f"(Parameter.set 'Duration_Stretch {1 / voice.rate:.4f})", "-o", str(wav)],
                 text + "\n")
     raise ValueError(f"unknown engine {voice.engine!r}")
@@ -510,6 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
     p.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated subset of {','.join(ENGINES)}")
     p.add_argument("--text", type=Path, default=None, help="sentences file (one per line) instead of the Bible")
+    p.add_argument("--pitch-variants", action="store_true",
+                   help="extra training speakers: flite/festival voices at other pitches (dev/test unchanged)")
     p.add_argument("--chapter-size", type=int, default=CHAPTER_SIZE, help=f"utterances per chapter (default {CHAPTER_SIZE})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -575,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out: Path = args.out
     settings = {"seed": args.seed, "engines": engines, "text": str(args.text) if args.text else None,
-                "chapter_size": args.chapter_size,
+                "chapter_size": args.chapter_size, **({"pitch_variants": True} if args.pitch_variants else {}),
                 **{f"{k}_{s}": getattr(args, f"{k}_{s}") for s in SPLITS for k in ("hours", "utts")}}
     # Resuming with other settings would mix two different plans in one folder.
     settings_path = out / "synthesize.json"
@@ -588,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
         print(f"error: cannot load sentences: {e}", file=sys.stderr)
         return 1
-    table = check_voices(voices(engines))
+    table = check_voices(voices(engines, args.pitch_variants))
     sizes = {s: (getattr(args, f"hours_{s}"), getattr(args, f"utts_{s}")) for s in SPLITS}
     try:
         plan = plan_corpus(sentences, table, sizes, args.seed, args.chapter_size)

@@ -67,6 +67,45 @@ def test_held_out_voices_never_in_train():
     assert [v for v in table if v.engine == "flite"] == S.voices(["flite"])
 
 
+def _f0(audio, sr: int = 16000) -> float:
+    """Median autocorrelation pitch of the loud frames (60-300 Hz)."""
+    import numpy as np
+
+    found = []
+    for i in range(0, len(audio) - 640, 320):
+        x = audio[i:i + 640] - audio[i:i + 640].mean()
+        if np.sqrt((x ** 2).mean()) < 0.02:
+            continue
+        ac = np.correlate(x, x, "full")[639:]
+        k = sr // 300 + int(np.argmax(ac[sr // 300:sr // 60]))
+        if ac[k] > 0.4 * ac[0]:
+            found.append(sr / k)
+    return float(np.median(found))
+
+
+def test_pitch_variants_are_new_training_speakers_only():
+    base, more = S.voices(), S.voices(pitch_variants=True)
+    assert more[:len(base)] == base  # existing speaker ids do not move
+    extra = more[len(base):]
+    assert extra and all(v.split == "train" and v.pitch is not None and v.engine != "espeak" for v in extra)
+    sentences = [f"sentence number {i} is here" for i in range(400)]
+    sizes = {"train": (None, 200), "dev": (None, 40), "test": (None, 60)}
+    plans = [S.plan_corpus(sentences, t, sizes, seed=1) for t in (base, more)]
+    for split in ("dev", "test"):  # held-out sets are identical with or without the variants
+        assert [u for u in plans[0] if u.split == split] == [u for u in plans[1] if u.split == split]
+    assert {u.voice for u in plans[1]} & set(extra)
+
+
+@pytest.mark.parametrize("engine,voice,pitch", [("flite", "slt", 60), ("flite", "kal16", 150),
+                                                ("festival", "kal_diphone", 75)])
+def test_pitch_variant_moves_the_voice_f0(engine, voice, pitch):
+    need(S.ENGINE_BINARIES[engine])
+    text = "the lord said to moses go down and speak to the people"
+    plain = _f0(S.synthesize(S.Voice(0, engine, voice, 1.0, None, "train"), text))
+    moved = _f0(S.synthesize(S.Voice(0, engine, voice, 1.0, pitch, "train"), text))
+    assert moved / plain == pytest.approx(pitch / 100, rel=0.15)
+
+
 def test_trim_silence_keeps_short_margins():
     import numpy as np
 
