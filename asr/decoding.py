@@ -295,7 +295,8 @@ def align_words(logits: torch.Tensor, text: str, vocab: Sequence[str], frame_shi
 
     `delay` is the model's calibrated emission delay (AcousticModel.word_delay), subtracted from times.
     A word spans its first character's first step to its last character's last step, counting only
-    the steps around each character's peak; its confidence is the mean posterior of its characters.
+    the steps around each character's peak, and extended over letters the model emits after it that
+    the text lacks; its confidence is the mean posterior of its characters.
     Returns [] when the text cannot be aligned to the logits (too short).
     """
     import torchaudio.functional as F
@@ -312,8 +313,6 @@ def align_words(logits: torch.Tensor, text: str, vocab: Sequence[str], frame_shi
     probs = scores[0].exp()
     spans = F.merge_tokens(aligned[0], probs, blank=blank)
     result: list[Word] = []
-    current: list[tuple[int, int, float]] = []  # (first step, end step, posterior) per character
-
     bounds = [(s.start, s.end) for s in spans]
 
     def core(k: int) -> tuple[int, int, float]:
@@ -335,24 +334,41 @@ def align_words(logits: torch.Tensor, text: str, vocab: Sequence[str], frame_shi
             last += 1
         return first, last + 1, float(own[first:last + 1].mean())
 
-    def flush() -> None:
-        if current:
-            start, end = _word_times(current[0][0] * frame_shift, current[-1][1] * frame_shift, time_offset, delay)
-            result.append(Word(
-                text=word_text, start=start, end=end,
-                confidence=round(sum(c for _, _, c in current) / len(current), 4),
-            ))
-            current.clear()
+    space = vocab.index(" ") if " " in vocab else -1
+    letters = log_probs.argmax(-1)
+    letters = (letters != blank) & (letters != space)  # steps where the model emits a letter
 
-    word_text = ""
+    def stray_end(end: int, limit: int, max_gap: int = 2) -> int:
+        """Extends a word's end over letters the model emits after it that the text does not have.
+
+        E.g. a long drawn-out "the" heard as "the ip": the speech is there, so the word ends after the
+        "ip", not at the "e". Gaps of up to `max_gap` steps (blank or space) are bridged; `limit` is the
+        next word's first step.
+        """
+        t, gap = end, 0
+        while t < limit and gap <= max_gap:
+            if letters[t]:
+                end, gap = t + 1, 0
+            else:
+                gap += 1
+            t += 1
+        return end
+
+    groups: list[list[int]] = [[]]  # character indices into spans, one list per word
     for k, span in enumerate(spans):
         if vocab[span.token] == " ":
-            flush()
-            word_text = ""
+            groups.append([])
         else:
-            current.append(core(k))
-            word_text += vocab[span.token]
-    flush()
+            groups[-1].append(k)
+    groups = [ks for ks in groups if ks]
+    for i, ks in enumerate(groups):
+        word_text = "".join(vocab[spans[k].token] for k in ks)
+        regions = [core(k) for k in ks]
+        limit = core(groups[i + 1][0])[0] if i + 1 < len(groups) else len(letters)
+        last = stray_end(regions[-1][1], limit)
+        start, end = _word_times(regions[0][0] * frame_shift, last * frame_shift, time_offset, delay)
+        result.append(Word(text=word_text, start=start, end=end,
+                           confidence=round(sum(c for _, _, c in regions) / len(regions), 4)))
     return result
 
 

@@ -189,6 +189,20 @@ def test_align_words_on_known_frames():
     assert [(w.start, w.end) for w in late] == [(1.0, 1.1), (1.17, 1.28)]
 
 
+def test_aligned_word_ends_after_letters_the_text_lacks():
+    # The model hears "hi" as "hi ip" (steps 2-4, space, 6-7, one blank, "p" at 9), then silence, "yo".
+    ids = [0, 0] + TOK.encode("hi") + [0, 1] + TOK.encode("ip") + [0] + TOK.encode("p") + [0] * 5 + TOK.encode("yo") + [0]
+    logits = torch.full((len(ids), len(VOCAB)), -10.0)
+    logits[torch.arange(len(ids)), torch.tensor(ids)] = 10.0
+    ws = align_words(logits, "hi yo", VOCAB, frame_shift=0.03)
+    assert [(w.text, w.start, w.end) for w in ws] == [("hi", 0.06, 0.3), ("yo", 0.45, 0.51)]
+    # a stray letter after a longer silence than the bridged gap belongs to no word
+    ids = [0, 0] + TOK.encode("hi") + [0] * 4 + TOK.encode("x") + [0] * 3 + TOK.encode("yo") + [0]
+    logits = torch.full((len(ids), len(VOCAB)), -10.0)
+    logits[torch.arange(len(ids)), torch.tensor(ids)] = 10.0
+    assert [(w.start, w.end) for w in align_words(logits, "hi yo", VOCAB, frame_shift=0.03)] == [(0.06, 0.12), (0.36, 0.42)]
+
+
 def test_transcribe_with_lm_gives_aligned_words(overfit, tmp_path):
     model = overfit["model"]
     build_arpa(SENTENCES, tmp_path / "lm.arpa", 3)
