@@ -1,4 +1,4 @@
-"""The synthetic recipe, end to end at toy size: synthesize -> train -> calibrate word timing -> eval."""
+"""The synthetic recipe, end to end at toy size: synthesize -> train -> 2 fine-tunes -> calibrate word timing -> eval."""
 
 from __future__ import annotations
 
@@ -20,12 +20,16 @@ def test_synthetic_recipe_runs_every_stage(tmp_path):
     if missing:
         pytest.skip(f"{', '.join(missing)} not installed (bash .ci/install installs them)")
     env = dict(os.environ, OUT=str(tmp_path / "corpus"), EXP=str(tmp_path / "exp"), HOURS_TRAIN="0.03",
-               HOURS_DEV="0.01", HOURS_TEST="0.01", EPOCHS="1", HIDDEN="32", LAYERS="1", NPROC="1", JOBS="2")
+               HOURS_DEV="0.01", HOURS_TEST="0.01", EPOCHS="1", FT_EPOCHS="1", PV_EPOCHS="1", HIDDEN="32", LAYERS="1", NPROC="1", JOBS="2")
     proc = subprocess.run(["bash", "recipes/synthetic/run.sh"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    model = AcousticModel.load(tmp_path / "exp" / "best.pt")
+    # stage 2 fine-tunes stage 1, stage 3 fine-tunes stage 2 on the pitch-variant corpus
+    assert (tmp_path / "exp" / "finetune" / "best.pt").exists()
+    model = AcousticModel.load(tmp_path / "exp" / "pitch" / "best.pt")
     assert model.config.hidden == 32 and model.word_delay != (0.0, 0.0)
+    assert proc.stderr.count("initialized from") == 2
+    assert json.loads((tmp_path / "corpus-pitch" / "synthesize.json").read_text())["pitch_variants"]
     assert "word delay:" in proc.stdout and "WER" in proc.stdout
     errors = [json.loads(line) for line in (tmp_path / "exp" / "errors-test.jsonl").read_text().splitlines()]
     assert errors and all(set(e) >= {"ref", "hyp"} for e in errors)

@@ -15,3 +15,15 @@ EPOCHS=${EPOCHS:-18}
 BATCH_SECONDS=${BATCH_SECONDS:-100}    # padded audio seconds per batch and process
 FREQ_WARP=${FREQ_WARP:-0.12}           # vocal-tract-length-like warp: few voices, many "speakers"
 NPROC=${NPROC:-2}                      # training processes (one per core here)
+# Stage 2: fine-tune the stage-1 model (--init) with channel and room augmentation added;
+# FT_EPOCHS=0 skips it and the stage-1 model is the result.
+FT_EPOCHS=${FT_EPOCHS:-20}
+FT_LR=${FT_LR:-1e-3}
+EQ_PROB=${EQ_PROB:-0.5}                # random band limits + peaking EQ
+REVERB_PROB=${REVERB_PROB:-0.2}        # synthetic room impulse response
+# Stage 3: fine-tune the stage-2 model on a second corpus whose flite/festival training chapters
+# are spread over 9 more pitch-shifted voices (asr synth --pitch-variants; same dev/test).
+# PV_EPOCHS=0 skips it.
+OUT_PV=${OUT_PV:-${OUT}-pitch}
+PV_EPOCHS=${PV_EPOCHS:-15}
+PV_LR=${PV_LR:-7e-4}

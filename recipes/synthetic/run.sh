@@ -1,21 +1,42 @@
 #!/usr/bin/env bash
-# Synthetic recipe: synthesize the corpus -> train -> calibrate word timing -> evaluate on held-out voices.
+# Synthetic recipe: synthesize the corpus -> train -> fine-tune with channel/reverb augmentation ->
+# fine-tune on pitch-variant voices -> calibrate word timing -> evaluate on held-out voices.
 # Every stage resumes: rerun after an interruption.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source recipes/synthetic/config.sh
 
-python -m asr.synthesize "$OUT" --hours-train "$HOURS_TRAIN" --hours-dev "$HOURS_DEV" \
-    --hours-test "$HOURS_TEST" --seed "$SEED" --jobs "$JOBS" --engines "$ENGINES"
+synth() {
+    python -m asr.synthesize "$@" --hours-train "$HOURS_TRAIN" --hours-dev "$HOURS_DEV" \
+        --hours-test "$HOURS_TEST" --seed "$SEED" --jobs "$JOBS" --engines "$ENGINES"
+}
+synth "$OUT"
 
-args=(--train "$OUT/train" --dev "$OUT/dev" --out "$EXP" --epochs "$EPOCHS" --hidden "$HIDDEN"
-      --layers "$LAYERS" --batch-seconds "$BATCH_SECONDS" --freq-warp "$FREQ_WARP" --seed "$SEED")
-if [ "$NPROC" -gt 1 ]; then
-    # one thread per process, data loaded in-process: the cores go to the model
-    torchrun --standalone --nproc-per-node "$NPROC" -m asr.train "${args[@]}" --num-workers 0
-else
-    asr train "${args[@]}" --num-workers 1
+train() {
+    if [ "$NPROC" -gt 1 ]; then
+        # one thread per process, data loaded in-process: the cores go to the model
+        torchrun --standalone --nproc-per-node "$NPROC" -m asr.train "$@" --num-workers 0
+    else
+        asr train "$@" --num-workers 1
+    fi
+}
+common=(--dev "$OUT/dev" --batch-seconds "$BATCH_SECONDS" --freq-warp "$FREQ_WARP")
+room=(--warmup-steps 100 --eq-prob "$EQ_PROB" --reverb-prob "$REVERB_PROB")
+
+train "${common[@]}" --train "$OUT/train" --out "$EXP" --epochs "$EPOCHS" --hidden "$HIDDEN" --layers "$LAYERS" \
+    --seed "$SEED"
+model="$EXP/best.pt"
+if [ "$FT_EPOCHS" -gt 0 ]; then
+    train "${common[@]}" "${room[@]}" --train "$OUT/train" --out "$EXP/finetune" --init "$model" \
+        --epochs "$FT_EPOCHS" --lr "$FT_LR" --seed "$((SEED + 1))"
+    model="$EXP/finetune/best.pt"
+fi
+if [ "$PV_EPOCHS" -gt 0 ]; then
+    synth "$OUT_PV" --pitch-variants  # dev/test are the same as in $OUT
+    train "${common[@]}" "${room[@]}" --train "$OUT_PV/train" --out "$EXP/pitch" --init "$model" \
+        --epochs "$PV_EPOCHS" --lr "$PV_LR" --seed "$((SEED + 2))"
+    model="$EXP/pitch/best.pt"
 fi
 
-asr calibrate-timing "$EXP/best.pt"
-asr eval --model "$EXP/best.pt" "$OUT/test" --groups "$OUT/SPEAKERS.tsv:engine" --output "$EXP/errors-test.jsonl"
+asr calibrate-timing "$model"
+asr eval --model "$model" "$OUT/test" --groups "$OUT/SPEAKERS.tsv:engine" --output "$EXP/errors-test.jsonl"
