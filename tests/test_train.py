@@ -97,7 +97,9 @@ def test_ddp_two_processes_end_identical(tiny_corpus, tmp_path):
            *train_args(tiny_corpus, out, "--epochs", "2", "--dev", str(tiny_corpus))]
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 0, result.stderr[-2000:]
+    # torchrun's own report (the tail) hides why a rank died: show the ranks' error lines too
+    causes = [line for line in result.stderr.splitlines() if "rror" in line or "terminate" in line][:20]
+    assert result.returncode == 0, "\n".join(causes) + "\n...\n" + result.stderr[-1500:]
     replicas = json.loads((out / "replicas.json").read_text())
     assert replicas["world_size"] == 2
     assert len(replicas["sha256"]) == 2 and replicas["sha256"][0] == replicas["sha256"][1]
