@@ -361,10 +361,10 @@ def align_words(logits: torch.Tensor, text: str, vocab: Sequence[str], frame_shi
         else:
             groups[-1].append(k)
     groups = [ks for ks in groups if ks]
-    for i, ks in enumerate(groups):
+    word_regions = [[core(k) for k in ks] for ks in groups]
+    for i, (ks, regions) in enumerate(zip(groups, word_regions)):
         word_text = "".join(vocab[spans[k].token] for k in ks)
-        regions = [core(k) for k in ks]
-        limit = core(groups[i + 1][0])[0] if i + 1 < len(groups) else len(letters)
+        limit = word_regions[i + 1][0][0] if i + 1 < len(groups) else len(letters)
         last = stray_end(regions[-1][1], limit)
         start, end = _word_times(regions[0][0] * frame_shift, last * frame_shift, time_offset, delay)
         result.append(Word(text=word_text, start=start, end=end,
