@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from asr.audio import load_audio
+from asr.tokenizer import DEFAULT_VOCAB
 
 SENTENCES = [
     "the cat sat on the mat",
@@ -21,6 +23,13 @@ SENTENCES = [
     "a bright red apple fell from the tree",
     "turn left at the next light",
 ]
+
+
+def one_hot_logits(ids: list[int], v: int = len(DEFAULT_VOCAB)) -> torch.Tensor:
+    """(T, V) logits whose argmax at step t is ids[t], with near-certain posteriors."""
+    x = torch.full((len(ids), v), -10.0)
+    x[torch.arange(len(ids)), torch.tensor(ids)] = 10.0
+    return x
 
 
 def espeak(text: str, voice: str = "en-us", speed: int = 160) -> np.ndarray:

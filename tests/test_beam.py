@@ -16,7 +16,7 @@ from asr.lm import arpa_vocabulary, build_arpa, load_settings
 from asr.streaming import StreamingRecognizer
 from asr.tokenizer import DEFAULT_VOCAB, Tokenizer
 from asr.transcribe import batch_logits, transcribe
-from conftest import SENTENCES, espeak
+from conftest import SENTENCES, espeak, one_hot_logits
 
 VOCAB = list(DEFAULT_VOCAB)
 TOK = Tokenizer()
@@ -178,8 +178,7 @@ def test_streaming_beam_equals_batch_beam(overfit, tmp_path):
 def test_align_words_on_known_frames():
     # "hi" at steps 2-4 (the i held 2 steps), space, "yo" at steps 9-10
     ids = [0, 0] + TOK.encode("h") + TOK.encode("i") * 2 + [0, 1, 0, 0] + TOK.encode("yo") + [0]
-    logits = torch.full((len(ids), len(VOCAB)), -10.0)
-    logits[torch.arange(len(ids)), torch.tensor(ids)] = 10.0
+    logits = one_hot_logits(ids)
     ws = align_words(logits, "hi yo", VOCAB, frame_shift=0.03, time_offset=1.0)
     assert [(w.text, w.start, w.end) for w in ws] == [("hi", 1.06, 1.15), ("yo", 1.27, 1.33)]
     assert all(w.confidence > 0.99 for w in ws)
@@ -192,14 +191,12 @@ def test_align_words_on_known_frames():
 def test_aligned_word_ends_after_letters_the_text_lacks():
     # The model hears "hi" as "hi ip" (steps 2-4, space, 6-7, one blank, "p" at 9), then silence, "yo".
     ids = [0, 0] + TOK.encode("hi") + [0, 1] + TOK.encode("ip") + [0] + TOK.encode("p") + [0] * 5 + TOK.encode("yo") + [0]
-    logits = torch.full((len(ids), len(VOCAB)), -10.0)
-    logits[torch.arange(len(ids)), torch.tensor(ids)] = 10.0
+    logits = one_hot_logits(ids)
     ws = align_words(logits, "hi yo", VOCAB, frame_shift=0.03)
     assert [(w.text, w.start, w.end) for w in ws] == [("hi", 0.06, 0.3), ("yo", 0.45, 0.51)]
     # a stray letter after a longer silence than the bridged gap belongs to no word
     ids = [0, 0] + TOK.encode("hi") + [0] * 4 + TOK.encode("x") + [0] * 3 + TOK.encode("yo") + [0]
-    logits = torch.full((len(ids), len(VOCAB)), -10.0)
-    logits[torch.arange(len(ids)), torch.tensor(ids)] = 10.0
+    logits = one_hot_logits(ids)
     assert [(w.start, w.end) for w in align_words(logits, "hi yo", VOCAB, frame_shift=0.03)] == [(0.06, 0.12), (0.36, 0.42)]
 
 

@@ -2,12 +2,7 @@ import torch
 
 from asr.decoding import GreedyDecoder, greedy_decode, words
 from asr.tokenizer import DEFAULT_VOCAB, Tokenizer, normalize_text
-
-
-def one_hot_logits(ids: list[int], v: int = len(DEFAULT_VOCAB)) -> torch.Tensor:
-    x = torch.full((len(ids), v), -10.0)
-    x[torch.arange(len(ids)), torch.tensor(ids)] = 10.0
-    return x
+from conftest import one_hot_logits
 
 
 def test_greedy_collapses_repeats_and_drops_blanks():
