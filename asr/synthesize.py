@@ -379,6 +379,9 @@ def _kokoro_speak(voice: Voice, text: str) -> np.ndarray:
                               text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise SynthesisError(f"espeak-ng failed: {e}") from None
+    if proc.returncode != 0:  # else an espeak failure would surface as "0 phoneme tokens"
+        lines = proc.stderr.strip().splitlines()
+        raise SynthesisError(f"espeak-ng exited {proc.returncode}: {lines[-1] if lines else 'no message'}")
     try:
         session, vocab, styles = _kokoro()
     except ImportError:

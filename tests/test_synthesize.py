@@ -137,6 +137,18 @@ def test_kokoro_speaks_the_english_transcript():
     assert error_rates(texts, heard).wer <= 0.5, heard  # measured 0.28 (PocketSphinx's own errors included)
 
 
+def test_kokoro_names_an_espeak_failure(monkeypatch):
+    """espeak-ng writes the IPA Kokoro reads: when it fails, say so (not "0 phoneme tokens")."""
+    import subprocess
+
+    def failing(cmd, **kw):
+        return subprocess.CompletedProcess(cmd, 2, "", "espeak-ng: voice 'en-us' not found\n")
+
+    monkeypatch.setattr(S.subprocess, "run", failing)
+    with pytest.raises(S.SynthesisError, match="espeak-ng exited 2: espeak-ng: voice 'en-us' not found"):
+        S.synthesize(S.Voice(0, "kokoro", "jm_kumo", 1.0, None, "train"), "and he went out")
+
+
 def test_kokoro_corpus(tmp_path):
     need_kokoro()
     need("diatheke")
