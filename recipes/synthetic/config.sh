@@ -27,3 +27,9 @@ REVERB_PROB=${REVERB_PROB:-0.2}        # synthetic room impulse response
 OUT_PV=${OUT_PV:-${OUT}-pitch}
 PV_EPOCHS=${PV_EPOCHS:-15}
 PV_LR=${PV_LR:-7e-4}
+# Stage 4: fine-tune the stage-3 model on a corpus that adds Kokoro-82M neural voices (asr synth
+# --engines ...,kokoro --pitch-variants; needs pip install 'asr[kokoro]'). Same sentences and dev; test
+# gives every 5th chapter to the held-out Kokoro voice. KOKORO_EPOCHS=0 skips it.
+OUT_KOKORO=${OUT_KOKORO:-${OUT}-kokoro}
+KOKORO_EPOCHS=${KOKORO_EPOCHS:-14}
+KOKORO_LR=${KOKORO_LR:-7e-4}
