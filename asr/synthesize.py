@@ -662,7 +662,7 @@ def generate(out: Path, plan: Sequence[Utterance], jobs: int, progress: bool = T
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    engines = list(dict.fromkeys(e.strip() for e in args.engines.split(",") if e.strip()))  # "a,b,a" = "a,b"
     unknown = [e for e in engines if e not in ALL_ENGINES]
     if unknown or not engines:
         print(f"error: unknown engine(s) {unknown}; choose from {','.join(ALL_ENGINES)}", file=sys.stderr)

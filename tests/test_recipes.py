@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from asr.model import AcousticModel
+from asr.synthesize import KOKORO_SPEAKER_BASE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,5 +41,5 @@ def test_synthetic_recipe_runs_every_stage(tmp_path):
     if kokoro:  # the final eval is on the Kokoro corpus' test set, which has the held-out Kokoro voice
         meta = json.loads((tmp_path / "corpus-kokoro" / "synthesize.json").read_text())
         assert meta["engines"][-1] == "kokoro" and meta["pitch_variants"]
-        assert any(int(e["speaker"]) >= 2000 for e in errors), [e["speaker"] for e in errors]
+        assert any(int(e["speaker"]) >= KOKORO_SPEAKER_BASE for e in errors), [e["speaker"] for e in errors]
     assert any(p.suffix == ".flac" for p in (tmp_path / "corpus" / "test").rglob("*"))
