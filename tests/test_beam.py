@@ -146,9 +146,14 @@ def test_lm_fixes_greedy_errors_on_held_out_voices(overfit, tmp_path):
             greedy.append(greedy_decode(logits, model.config.vocab).text)
             beam.append(decoder.decode(logits).text)
     greedy_wer, beam_wer = jiwer.wer(refs, greedy), jiwer.wer(refs, beam)
-    print(f"held-out voices: greedy WER {greedy_wer:.2f}, beam+LM WER {beam_wer:.2f}")
+    print(f"held-out voices: greedy WER {greedy_wer:.2f}, beam+LM WER {beam_wer:.2f}", greedy, beam)
     assert greedy_wer > 0.3
-    assert beam_wer < 0.6 * greedy_wer  # measured here: 0.85 -> 0.45
+    # The tiny model's errors depend on the CPU's float math: measured 0.85 -> 0.45 with AVX-512,
+    # 0.80 -> 0.55 without. Either way the beam spells only words the LM knows, greedy does not.
+    assert beam_wer < 0.8 * greedy_wer
+    lm_words = {w for t in SENTENCES for w in t.split()}
+    assert all(set(t.split()) <= lm_words for t in beam)
+    assert not all(set(t.split()) <= lm_words for t in greedy)
 
 
 def test_streaming_beam_equals_batch_beam(overfit, tmp_path):
@@ -230,7 +235,12 @@ def test_tune_and_eval_commands(overfit, tmp_path, capsys):
     settings = json.loads((tmp_path / "lm.arpa.json").read_text())
     assert len(settings["grid"]) == 4 and "best: lm_weight" in out
     assert settings["dev_wer"] == min(r["wer"] for r in settings["grid"]) < settings["greedy_dev_wer"]
-    assert settings["lm_weight"] == 1  # the LM is what repairs the held-out voice
+    best = min(settings["grid"], key=lambda r: (r["wer"], r["cer"]))  # ties go to the lower CER
+    assert (settings["lm_weight"], settings["word_score"]) == (best["lm_weight"], best["word_score"])
+    # The LM repairs the held-out voice. (Which row wins depends on the tiny model's CPU-dependent
+    # errors: with AVX-512 lm_weight 1; without, lm_weight 0 + word_score 1, the lexicon alone, tied
+    # it on WER at a lower CER.)
+    assert min(r["wer"] for r in settings["grid"] if r["lm_weight"] == 1) < settings["greedy_dev_wer"]
     assert load_settings(lm)["lm_weight"] == settings["lm_weight"]
     assert main(["lm", "eval", str(dev), "--model", str(overfit["path"]), "--lm", str(lm)]) == 0
     assert "beam+LM WER" in capsys.readouterr().out
