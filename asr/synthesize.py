@@ -681,6 +681,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not engines:
         print(f"error: unknown engine(s) {unknown}; choose from {','.join(ALL_ENGINES)}", file=sys.stderr)
         return 2
+    if args.kokoro_blends and "kokoro" not in engines:
+        print("error: --kokoro-blends needs the kokoro engine (--engines ...,kokoro)", file=sys.stderr)
+        return 2
     missing = sorted({ENGINE_BINARIES[e] for e in engines if shutil.which(ENGINE_BINARIES[e]) is None})
     missing += [f"Python package {ENGINE_PACKAGES[e]} (pip install 'asr[{e}]')" for e in engines
                 if e in ENGINE_PACKAGES and importlib.util.find_spec(ENGINE_PACKAGES[e]) is None]
@@ -703,9 +706,6 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
         print(f"error: cannot load sentences: {e}", file=sys.stderr)
         return 1
-    if args.kokoro_blends and "kokoro" not in engines:
-        print("error: --kokoro-blends needs the kokoro engine (--engines ...,kokoro)", file=sys.stderr)
-        return 2
     table = check_voices(voices(engines, args.pitch_variants, args.kokoro_blends))
     sizes = {s: (getattr(args, f"hours_{s}"), getattr(args, f"utts_{s}")) for s in SPLITS}
     try:
