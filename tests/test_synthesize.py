@@ -89,12 +89,17 @@ def test_pitch_variants_are_new_training_speakers_only():
     assert more[:len(base)] == base  # existing speaker ids do not move
     extra = more[len(base):]
     assert extra and all(v.split == "train" and v.pitch is not None and v.engine != "espeak" for v in extra)
+    assert_only_train_changes(base, more, train_utts=200)
+
+
+def assert_only_train_changes(base: list, more: list, train_utts: int) -> None:
+    """Planned with `more` voices, dev and test stay identical and train uses the new ones."""
     sentences = [f"sentence number {i} is here" for i in range(400)]
-    sizes = {"train": (None, 200), "dev": (None, 40), "test": (None, 60)}
+    sizes = {"train": (None, train_utts), "dev": (None, 40), "test": (None, 60)}
     plans = [S.plan_corpus(sentences, t, sizes, seed=1) for t in (base, more)]
-    for split in ("dev", "test"):  # held-out sets are identical with or without the variants
+    for split in ("dev", "test"):
         assert [u for u in plans[0] if u.split == split] == [u for u in plans[1] if u.split == split]
-    assert {u.voice for u in plans[1]} & set(extra)
+    assert {u.voice for u in plans[1]} & set(more[len(base):])
 
 
 @pytest.mark.parametrize("engine,voice,pitch", [("flite", "slt", 60), ("flite", "kal16", 150),
@@ -126,12 +131,7 @@ def test_kokoro_blends_are_new_training_speakers_only():
     assert all(v.engine == "kokoro" and v.split == "train" and S.KOKORO_BLEND in v.voice for v in extra)
     held_out = {name for name in S.KOKORO_VOICES if S._held_out_split("kokoro", name) != "train"}
     assert held_out and not {p for v in extra for p in v.voice.split(S.KOKORO_BLEND)} & held_out
-    sentences = [f"sentence number {i} is here" for i in range(400)]
-    sizes = {"train": (None, 300), "dev": (None, 40), "test": (None, 60)}
-    plans = [S.plan_corpus(sentences, t, sizes, seed=1) for t in (base, more)]
-    for split in ("dev", "test"):  # held-out sets are identical with or without the blends
-        assert [u for u in plans[0] if u.split == split] == [u for u in plans[1] if u.split == split]
-    assert {u.voice for u in plans[1]} & set(extra)
+    assert_only_train_changes(base, more, train_utts=300)
 
 
 def test_kokoro_blends_need_the_kokoro_engine(tmp_path, capsys):
