@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -293,6 +293,26 @@ def voices(engines: Sequence[str] = ENGINES, pitch_variants: bool = False,
             for i, (e, v, r, p) in enumerate(rows) if e in engines]
 
 
+def restrict_training(table: Sequence[Voice], identities: Sequence[str]) -> list[Voice]:
+    """Keep only `identities` ("engine:voice") as training speakers; a dev voice listed moves to train.
+
+    For a train-only supplement in one voice (e.g. flite:awb, dev's only flite voice): dev and
+    test keep their sentences, so a corpus made this way never trains on another corpus' dev/test
+    text. Test voices are refused: the held-out test voices must stay unheard.
+    """
+    wanted = set(identities)
+    known = {v.identity: v.split for v in table}
+    unknown = sorted(wanted - known.keys())
+    if unknown:
+        raise ValueError(f"unknown voice(s) {', '.join(unknown)} for the selected engines "
+                         f"(choose from {', '.join(sorted(k for k, s in known.items() if s != 'test'))})")
+    tested = sorted(i for i in wanted if known[i] == "test")
+    if tested:
+        raise ValueError(f"{', '.join(tested)} is held out for test and cannot be trained on")
+    return [replace(v, split="train") if v.identity in wanted else v
+            for v in table if v.split != "train" or v.identity in wanted]
+
+
 def write_speakers(path: Path, table: Sequence[Voice]) -> None:
     lines = ["speaker\tengine\tvoice\trate\tpitch\tsplit"]
     lines += [f"{v.speaker}\t{v.engine}\t{v.voice}\t{v.rate:g}\t{'-' if v.pitch is None else v.pitch}\t{v.split}"
@@ -530,6 +550,8 @@ def plan_corpus(sentences: Sequence[str], table: Sequence[Voice], sizes: dict[st
             if v.split == split:
                 by_engine.setdefault(v.engine, []).append(v)
         if not by_engine:
+            if split != "train":  # e.g. --train-voices moved dev's only voice: its sentences stay reserved
+                continue
             raise ValueError(f"no voices for {split} with the selected engines")
         for vs in by_engine.values():
             rng.shuffle(vs)
@@ -622,6 +644,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kokoro-blends", action="store_true",
                    help="extra training speakers: pairs of Kokoro's training styles averaged (with --engines "
                         "...,kokoro; dev/test unchanged)")
+    p.add_argument("--train-voices", default="", metavar="ENGINE:VOICE,...",
+                   help="train only on these voice identities (e.g. flite:awb); a dev voice listed moves to "
+                        "train (dev then has fewer voices); test voices are refused")
     p.add_argument("--chapter-size", type=int, default=CHAPTER_SIZE, help=f"utterances per chapter (default {CHAPTER_SIZE})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -694,6 +719,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"seed": args.seed, "engines": engines, "text": str(args.text) if args.text else None,
                 "chapter_size": args.chapter_size, **({"pitch_variants": True} if args.pitch_variants else {}),
                 **({"kokoro_blends": True} if args.kokoro_blends else {}),
+                **({"train_voices": args.train_voices} if args.train_voices else {}),
                 **{f"{k}_{s}": getattr(args, f"{k}_{s}") for s in SPLITS for k in ("hours", "utts")}}
     # Resuming with other settings would mix two different plans in one folder.
     settings_path = out / "synthesize.json"
@@ -709,6 +735,8 @@ def main(argv: list[str] | None = None) -> int:
     table = check_voices(voices(engines, args.pitch_variants, args.kokoro_blends))
     sizes = {s: (getattr(args, f"hours_{s}"), getattr(args, f"utts_{s}")) for s in SPLITS}
     try:
+        if args.train_voices:
+            table = restrict_training(table, [i.strip() for i in args.train_voices.split(",") if i.strip()])
         plan = plan_corpus(sentences, table, sizes, args.seed, args.chapter_size)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -717,6 +745,9 @@ def main(argv: list[str] | None = None) -> int:
     _atomic_write(settings_path, json.dumps(settings, indent=1) + "\n")
     write_speakers(out / "SPEAKERS.tsv", table)
     print(f"{len(sentences)} sentences, {len(table)} voices, {len(plan)} utterances -> {out}", file=sys.stderr)
+    for split in SPLITS:
+        if not any(v.split == split for v in table):
+            print(f"note: no {split} voices with these engines/voices; {split} gets no audio", file=sys.stderr)
     t0 = time.perf_counter()
     stats = generate(out, plan, args.jobs, progress=not args.no_progress)
     wall = time.perf_counter() - t0

@@ -197,6 +197,33 @@ def test_kokoro_corpus(tmp_path):
     assert next(iter(texts["test"])).split("-")[0] in {str(v.speaker) for v in S.voices(["kokoro"]) if v.split == "test"}
 
 
+def test_train_voices_make_a_one_voice_supplement_that_keeps_dev_and_test_text_out():
+    base = S.voices(["flite"])
+    table = S.restrict_training(base, ["flite:awb"])
+    assert {(v.voice, v.split) for v in table} == {("awb", "train"), ("rms", "test")}
+    assert [v.speaker for v in table] == [v.speaker for v in base if v.voice in ("awb", "rms")]
+    sentences = [f"sentence number {i} is here" for i in range(400)]
+    sizes = {"train": (None, 50), "dev": (None, 40), "test": (None, 60)}
+    plan = S.plan_corpus(sentences, table, sizes, seed=1)
+    full = S.plan_corpus(sentences, base, sizes, seed=1)
+    # dev has no voice left: none of its audio, but its sentences stay out of train
+    assert not [u for u in plan if u.split == "dev"]
+    assert [u for u in plan if u.split == "test"] == [u for u in full if u.split == "test"]
+    assert {u.text for u in plan if u.split == "train"} == {u.text for u in full if u.split == "train"}
+    assert {u.voice.voice for u in plan if u.split == "train"} == {"awb"}
+    with pytest.raises(ValueError, match="held out for test"):
+        S.restrict_training(base, ["flite:rms"])
+    with pytest.raises(ValueError, match="unknown voice"):
+        S.restrict_training(base, ["flite:nobody"])
+
+
+def test_train_voices_refuse_a_test_voice_before_writing(tmp_path, capsys):
+    need("diatheke")
+    assert S.main([str(tmp_path / "c"), "--engines", "flite", "--train-voices", "flite:rms", "--no-progress"]) == 2
+    assert "flite:rms is held out for test" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
+
 def test_trim_silence_keeps_short_margins():
     import numpy as np
 
