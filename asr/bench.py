@@ -248,13 +248,14 @@ def gemm_flops(m: int, k: int, n: int, threads: int, min_seconds: float) -> floa
 def training_flops_per_audio_second(cfg: ModelConfig) -> float:
     """Analytical FLOPs of one training pass (forward + backward = 3x forward) per second of audio.
 
-    Per output step: input projection 2*(stack*n_mels)*H; per RNN layer gates x 2 matmuls
+    Per output step: input projection 2*(stack*n_mels*(1+lookahead))*H; per RNN layer gates x 2 matmuls
     (input and recurrent) x 2*H*H (3 gates for GRU, 4 for LSTM); CTC head 2*H*V.
     Elementwise gate math, log-mel and CTC are not counted (small, and not GEMM work).
     """
     h = cfg.hidden
     gates = {"gru": 3, "lstm": 4}[cfg.rnn]
-    per_step = 2 * cfg.stack * cfg.n_mels * h + cfg.layers * gates * 2 * 2 * h * h + 2 * h * len(cfg.vocab)
+    per_step = (2 * cfg.stack * cfg.n_mels * (1 + cfg.lookahead) * h + cfg.layers * gates * 2 * 2 * h * h
+                + 2 * h * len(cfg.vocab))
     return 3 * per_step / (0.01 * cfg.stack)
 
 

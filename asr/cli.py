@@ -63,6 +63,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             recognizer = StreamingRecognizer(model, decoder)
             step = max(1, int(SAMPLE_RATE * args.stream_chunk_ms / 1000))
             pieces = [recognizer.accept_logits(audio[i:i + step]) for i in range(0, len(audio), step)]
+            pieces.append(recognizer.flush_logits())  # steps that waited for look-ahead (if the model has any)
             text = recognizer.finish().text
             if args.output_format and pieces:  # word times: the result aligned to the logits
                 words = align_words(torch.cat(pieces), text, model.config.vocab, model.frame_shift,
@@ -148,7 +149,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         error(str(e))
         return 1
     print(f"{path}: step(features (1, T, {model.config.n_mels}) with T a multiple of {model.config.stack}, "
-          f"state ({model.config.layers}, 1, {model.config.hidden})) -> (logits, new_state)")
+          f"state ({model.config.layers}, 1, {model.config.hidden})) -> (logits, new_state)"
+          + (f"; look-ahead {model.config.lookahead} steps: logits for all but the last "
+             f"{model.config.lookahead} steps (see asr/export.py)" if model.config.lookahead else ""))
     return 0
 
 

@@ -3,7 +3,10 @@
 The exported unit is one streaming step: normalized-log-mel chunk + GRU state in, logits + new
 state out. The log-mel front end stays outside (it is a fixed STFT + mel matrix any runtime has),
 so a host application carries exactly what `StreamingRecognizer` carries: leftover samples,
-leftover frames (< stack) and the state tensor.
+leftover frames (< stack) and the state tensor. A model with look-ahead k returns k steps fewer
+than it is given: the host keeps their frames for the next call, and at the end of an utterance
+appends k * stack frames equal to the normalizer's mean (normalized: zeros, the batch pass's
+padding) to get them out.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def is_quantized(model: nn.Module) -> bool:
 
 class StreamingStep(nn.Module):
     """step(features (1, T, n_mels) raw log-mel, T a multiple of stack; state (layers, 1, hidden))
-    -> (logits (1, T // stack, V), new_state). Normalization is included.
+    -> (logits (1, T // stack - lookahead, V), new_state). Normalization is included.
 
     Same arithmetic as `AcousticModel.forward` for one stream with a given state, but with no
     Python branching on shapes, so it scripts/exports with a dynamic T.
@@ -59,6 +62,7 @@ class StreamingStep(nn.Module):
                              f"{model.config.rnn}")
         self.stack = model.config.stack
         self.n_mels = model.config.n_mels
+        self.lookahead = model.config.lookahead
         self.normalizer = model.normalizer
         self.input = model.input
         self.rnn = model.rnn
@@ -68,6 +72,8 @@ class StreamingStep(nn.Module):
         b = features.shape[0]
         steps = features.shape[1] // self.stack
         x = self.normalizer(features[:, : steps * self.stack]).reshape(b, steps, self.stack * self.n_mels)
+        ready = steps - self.lookahead
+        x = torch.cat([x[:, i:i + ready] for i in range(self.lookahead + 1)], dim=-1)  # = model.with_lookahead
         out, new_state = self.rnn(self.input(x), state)
         return self.head(out), new_state
 
@@ -81,7 +87,8 @@ def export_step(model: AcousticModel, output: Union[str, Path]) -> Path:
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     step = StreamingStep(model.eval()).eval()
-    example = (torch.zeros(1, 4 * model.config.stack, model.config.n_mels), initial_state(model))
+    example = (torch.zeros(1, (4 + model.config.lookahead) * model.config.stack, model.config.n_mels),
+               initial_state(model))
     if output.suffix == ".onnx":
         if is_quantized(model):
             raise ValueError("int8 export is TorchScript only (.pt); ONNX gets the fp32 model")

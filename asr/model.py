@@ -23,6 +23,9 @@ class ModelConfig:
     layers: int = 4
     dropout: float = 0.1
     rnn: str = "gru"  # "lstm" exists only to measure the GRU-vs-LSTM claim
+    # Output step t also sees the stacked input steps t+1..t+lookahead (latency + lookahead x 30 ms):
+    # a unidirectional GRU otherwise decides each step without hearing what follows it.
+    lookahead: int = 0
     vocab: list[str] = field(default_factory=lambda: list(DEFAULT_VOCAB))
 
 
@@ -35,7 +38,8 @@ class AcousticModel(nn.Module):
         self.config = config
         self.tokenizer = Tokenizer(config.vocab)
         self.normalizer = FeatureNormalizer(config.n_mels)
-        self.input = nn.Sequential(nn.Linear(config.n_mels * config.stack, config.hidden), nn.ReLU())
+        self.input = nn.Sequential(nn.Linear(config.n_mels * config.stack * (1 + config.lookahead), config.hidden),
+                                   nn.ReLU())
         rnn_cls = {"gru": nn.GRU, "lstm": nn.LSTM}[config.rnn]
         self.rnn = rnn_cls(config.hidden, config.hidden, num_layers=config.layers, batch_first=True,
                            dropout=config.dropout if config.layers > 1 else 0.0)
@@ -50,24 +54,34 @@ class AcousticModel(nn.Module):
 
     def forward(
         self, features: torch.Tensor, lengths: Optional[torch.Tensor] = None, state: Optional[State] = None,
-        exact_final_state: bool = True,
+        exact_final_state: bool = True, final: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor, State]:
         """features (B, T, n_mels) raw log-mel; returns logits (B, T // stack, V), their lengths, new state.
 
-        Logits of valid steps never depend on padding (the GRU is causal). The returned state
-        does: with exact_final_state it is each utterance's own (via packing, ~4x slower to
-        train on CPU); training, which discards the state, passes False.
+        Logits of valid steps never depend on padding (the GRU is causal; look-ahead sees zeros
+        past each utterance's end). The returned state does: with exact_final_state it is each
+        utterance's own (via packing, ~4x slower to train on CPU); training, which discards the
+        state, passes False.
 
         Trailing frames that do not fill a whole stack are ignored; the streaming runner keeps them
-        for the next chunk instead.
+        for the next chunk instead. With look-ahead and final=False (a stream's middle; batch 1),
+        the last `lookahead` steps get no logits yet: their future is in the next chunk.
         """
         b, t, _ = features.shape
-        s = self.config.stack
+        s, k = self.config.stack, self.config.lookahead
         steps = t // s
         if lengths is None:
             lengths = torch.full((b,), t, dtype=torch.long)
         out_lengths = torch.div(lengths, s, rounding_mode="floor")
         x = self.normalizer(features[:, : steps * s]).reshape(b, steps, s * self.config.n_mels)
+        if k:
+            if final:  # an utterance's future past its end is zeros (= the mean frame), whatever pads the batch
+                x = x * (torch.arange(steps)[None, :] < out_lengths[:, None]).unsqueeze(-1).to(x.dtype)
+                x = nn.functional.pad(x, (0, 0, 0, k))
+            else:
+                steps = max(steps - k, 0)
+                out_lengths = out_lengths.clamp(max=steps)
+            x = with_lookahead(x, k, steps)
         x = self.input(x)
         if steps == 0:
             return x.new_zeros(b, 0, len(self.config.vocab)), out_lengths, self._initial_state(b, x) if state is None else state
@@ -112,6 +126,30 @@ class AcousticModel(nn.Module):
     @classmethod
     def load(cls, path: Union[str, Path]) -> "AcousticModel":
         return cls.from_checkpoint(read_checkpoint(path)[1])
+
+
+def with_lookahead(x: torch.Tensor, k: int, steps: int) -> torch.Tensor:
+    """(B, steps + k, D) -> (B, steps, D * (k + 1)): step t followed by its next k steps."""
+    return torch.cat([x[:, i:i + steps] for i in range(k + 1)], dim=-1)
+
+
+def widen_lookahead(model: AcousticModel, lookahead: int) -> AcousticModel:
+    """A copy of `model` with more look-ahead that computes the same function until trained.
+
+    The new future inputs get zero weights, so fine-tuning (`asr train --init ... --lookahead N`)
+    starts exactly from the old model and learns how much of the future to use.
+    """
+    old = model.config.lookahead
+    if lookahead < old:
+        raise ValueError(f"cannot shrink look-ahead from {old} to {lookahead} steps")
+    wide = AcousticModel(dataclasses.replace(model.config, lookahead=lookahead))
+    state = model.state_dict()
+    weight = state["input.0.weight"]
+    state["input.0.weight"] = torch.cat([weight, weight.new_zeros(weight.shape[0], weight.shape[1] // (1 + old)
+                                                                  * (lookahead - old))], dim=1)
+    wide.load_state_dict(state)
+    wide.word_delay = model.word_delay
+    return wide.eval()
 
 
 def read_checkpoint(path: Union[str, Path]) -> tuple[dict, dict]:

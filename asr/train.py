@@ -26,7 +26,7 @@ import torch.nn.functional as F
 import torchaudio
 
 from .features import LogMel, RunningStats, batch_lengths
-from .model import AcousticModel, ModelConfig, atomic_torch_save
+from .model import AcousticModel, ModelConfig, atomic_torch_save, widen_lookahead
 from .tokenizer import Tokenizer
 from .utils import atomic_path
 
@@ -313,6 +313,8 @@ def train(cfg: TrainConfig) -> dict:
     if not train_utts:
         raise SystemExit(f"asr train: no usable training utterances in {cfg.train}")
     init = AcousticModel.load(cfg.init) if cfg.init else None
+    if init is not None and cfg.model.get("lookahead", 0) > init.config.lookahead:
+        init = widen_lookahead(init, cfg.model["lookahead"])  # same function at step 0; training learns the future
     model_cfg = init.config if init is not None else ModelConfig(**cfg.model)
     tokenizer = Tokenizer(model_cfg.vocab)
     model = AcousticModel(model_cfg)
@@ -485,12 +487,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", type=int, default=ModelConfig.layers)
     p.add_argument("--stack", type=int, default=ModelConfig.stack)
     p.add_argument("--dropout", type=float, default=ModelConfig.dropout)
+    p.add_argument("--lookahead", type=int, default=ModelConfig.lookahead,
+                   help="future steps (stack x 10 ms each) every output step sees: that much more latency (default 0); with --init, "
+                        "widens the model's look-ahead to this, starting from the same function")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     names = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
-    cfg.model = {"hidden": args.hidden, "layers": args.layers, "stack": args.stack, "dropout": args.dropout}
+    cfg.model = {"hidden": args.hidden, "layers": args.layers, "stack": args.stack, "dropout": args.dropout,
+                 "lookahead": args.lookahead}
     return cfg
 
 

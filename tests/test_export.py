@@ -98,3 +98,37 @@ def test_export_cli(overfit, tmp_path, capsys):
     assert main(["export", "--model", str(overfit["path"]), "--output", str(out)]) == 0
     assert out.exists() and "new_state" in capsys.readouterr().out
     assert main(["export", "--model", str(overfit["path"]), "--output", str(tmp_path / "q.onnx"), "--int8"]) == 1
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".pt"])
+def test_exported_lookahead_step_carries_frames_and_ends_with_mean_frames(tmp_path, suffix):
+    """The host protocol in asr/export.py's docstring, followed literally, gives the batch logits."""
+    if suffix == ".onnx":
+        pytest.importorskip("onnx")
+        pytest.importorskip("onnxruntime")
+    from asr.model import AcousticModel, ModelConfig
+
+    torch.manual_seed(0)
+    model = AcousticModel(ModelConfig(hidden=32, layers=2, lookahead=2)).eval()
+    model.normalizer.set_stats(torch.randn(80) - 5, torch.rand(80) + 1)
+    s, k = model.config.stack, model.config.lookahead
+    feats = torch.randn(1, 120, 80) - 5
+    step = ExportedStep(export_step(model, tmp_path / f"step{suffix}"))
+    state, carry, outputs = initial_state(model), feats[:, :0], []
+    start = 0
+    for t in (3, 9, 30, 12, 66):  # multiples of stack; the first is too short to give any step
+        chunk = torch.cat([carry, feats[:, start:start + t]], 1)
+        start += t
+        if chunk.shape[1] // s <= k:  # not enough future yet: keep it all
+            carry = chunk
+            continue
+        logits, state = step(chunk, state)
+        assert logits.shape[1] == chunk.shape[1] // s - k
+        outputs.append(logits)
+        carry = chunk[:, logits.shape[1] * s:]
+    tail = torch.cat([carry, model.normalizer.mean.expand(1, k * s, -1)], 1)
+    logits, state = step(tail, state)
+    outputs.append(logits)
+    with torch.inference_mode():
+        whole, _, _ = model(feats)
+    torch.testing.assert_close(torch.cat(outputs, 1), whole, atol=1e-5, rtol=0)

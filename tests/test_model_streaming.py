@@ -6,7 +6,7 @@ import torch
 
 from asr.decoding import greedy_decode
 from asr.features import LogMel
-from asr.model import AcousticModel, ModelConfig
+from asr.model import AcousticModel, ModelConfig, widen_lookahead
 from asr.streaming import StreamingRecognizer
 from asr.transcribe import batch_logits
 
@@ -28,16 +28,35 @@ def stream_in_chunks(recognizer: StreamingRecognizer, x: np.ndarray, rng) -> tor
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_streaming_logits_equal_batch(seed):
+@pytest.mark.parametrize("lookahead", [0, 1, 3])
+def test_streaming_logits_equal_batch(seed, lookahead):
     rng = np.random.default_rng(seed)
-    model = random_model(seed, stack=int(rng.choice([1, 2, 3, 4])))
+    model = random_model(seed, stack=int(rng.choice([1, 2, 3, 4])), lookahead=lookahead)
     x = (rng.standard_normal(int(rng.integers(0, 48000))) * 0.1).astype(np.float32)
     want = batch_logits(model, x)
     recognizer = StreamingRecognizer(model)
-    got = stream_in_chunks(recognizer, x, rng)
+    streamed = stream_in_chunks(recognizer, x, rng)
+    # with look-ahead, the last steps wait for a future that only the end of the utterance settles
+    assert want.shape[0] - streamed.shape[0] == min(lookahead, want.shape[0])
+    got = torch.cat([streamed, recognizer.flush_logits()])
     assert got.shape == want.shape
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
     assert recognizer.finish().text == greedy_decode(want, model.config.vocab).text
+
+
+def test_lookahead_sees_the_future_and_widening_keeps_the_function():
+    model = random_model(4, lookahead=2)
+    x = torch.randn(1, 60, 80) - 5
+    later = x.clone()
+    later[:, 45:] += 1.0  # change frames of steps 15.. (stack 3)
+    a, b = model(x)[0], model(later)[0]
+    assert torch.equal(a[0, :13], b[0, :13]) and not torch.allclose(a[0, 13], b[0, 13])  # 2 steps ahead, no more
+    base = random_model(5)
+    wide = widen_lookahead(base, 3)
+    assert wide.config.lookahead == 3 and wide.input[0].in_features == 4 * base.input[0].in_features
+    torch.testing.assert_close(wide(x)[0], base(x)[0], atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="shrink"):
+        widen_lookahead(wide, 1)
 
 
 def test_streaming_transcript_equals_batch_on_speech(overfit):
@@ -54,8 +73,9 @@ def test_streaming_transcript_equals_batch_on_speech(overfit):
         assert recognizer.finish().text == text
 
 
-def test_padding_invariance():
-    model = random_model(3)
+@pytest.mark.parametrize("lookahead", [0, 2])
+def test_padding_invariance(lookahead):
+    model = random_model(3, lookahead=lookahead)
     logmel = LogMel()
     rng = np.random.default_rng(0)
     waves = [(rng.standard_normal(n) * 0.1).astype(np.float32) for n in (16000, 5000, 30000, 480)]
@@ -75,15 +95,16 @@ def test_padding_invariance():
         torch.testing.assert_close(state[:, i], a_state[:, 0].detach(), atol=1e-5, rtol=0)
 
 
-def test_streaming_memory_is_bounded():
-    model = random_model(1)
+@pytest.mark.parametrize("lookahead", [0, 2])
+def test_streaming_memory_is_bounded(lookahead):
+    model = random_model(1, lookahead=lookahead)
     recognizer = StreamingRecognizer(model)
     rng = np.random.default_rng(0)
     for _ in range(500):  # ~50 s of noise in 100 ms chunks
         recognizer.accept((rng.standard_normal(1600) * 0.1).astype(np.float32))
-        assert recognizer._frames.shape[0] < model.config.stack
+        assert recognizer._frames.shape[0] < model.config.stack * (1 + lookahead)
         assert recognizer.features._buffer.numel() < 560
-        assert recognizer._state.shape == (3, 1, 64)
+    assert recognizer._state.shape == (3, 1, 64)
 
 
 def test_checkpoint_roundtrip(tmp_path):

@@ -207,3 +207,12 @@ def test_fine_tune_starts_from_the_init_model(tiny_corpus, tmp_path):
     assert tuned.config == init.config
     for name, tensor in init.state_dict().items():
         assert torch.equal(tensor, tuned.state_dict()[name]), name
+    # --lookahead widens the init model; at lr 0 it still computes the init model's function
+    wide_out = tmp_path / "wide"
+    run_train_cli(["--train", str(tiny_corpus), "--out", str(wide_out), "--init", str(base / "best.pt"), "--lr", "0",
+                   "--lookahead", "2", "--epochs", "1", "--num-workers", "0", "--threads", "1", "--batch-seconds", "6"])
+    wide = AcousticModel.load(wide_out / "best.pt")
+    assert wide.config.lookahead == 2 and init.config.lookahead == 0
+    feats = torch.randn(1, 90, init.config.n_mels) + init.normalizer.mean
+    with torch.no_grad():
+        torch.testing.assert_close(wide(feats)[0], init(feats)[0], atol=1e-6, rtol=0)
