@@ -33,3 +33,16 @@ PV_LR=${PV_LR:-7e-4}
 OUT_KOKORO=${OUT_KOKORO:-${OUT}-kokoro}
 KOKORO_EPOCHS=${KOKORO_EPOCHS:-14}
 KOKORO_LR=${KOKORO_LR:-7e-4}
+# Stage 5: fine-tune the stage-4 model on two more corpora: BLENDS_HOURS of train with 18 blended
+# Kokoro voices (asr synth --kokoro-blends --pitch-variants --engines ...,kokoro) and AWB_HOURS of
+# flite's awb, dev's only flite voice, moved into training (asr synth --engines flite --train-voices
+# flite:awb; it speaks train sentences only). LOOKAHEAD > 0 widens the model's look-ahead by that many
+# 30 ms steps (tried: 3 did not pay in 4 epochs, so the bundled model stays causal). Needs asr[kokoro];
+# AWB_EPOCHS=0 skips it.
+OUT_BLENDS=${OUT_BLENDS:-${OUT}-blends}
+BLENDS_HOURS=${BLENDS_HOURS:-6}
+OUT_AWB=${OUT_AWB:-${OUT}-awb}
+AWB_HOURS=${AWB_HOURS:-1.5}
+AWB_EPOCHS=${AWB_EPOCHS:-4}
+AWB_LR=${AWB_LR:-5e-4}
+LOOKAHEAD=${LOOKAHEAD:-0}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Synthetic recipe: synthesize the corpus -> train -> fine-tune with channel/reverb augmentation ->
-# fine-tune on pitch-variant voices -> fine-tune with Kokoro voices added -> calibrate word timing ->
-# evaluate on held-out voices.
+# fine-tune on pitch-variant voices -> fine-tune with Kokoro voices added -> fine-tune with blended
+# Kokoro voices and flite awb (+ look-ahead) -> calibrate word timing -> evaluate on held-out voices.
 # Every stage resumes: rerun after an interruption.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -45,6 +45,14 @@ if [ "$KOKORO_EPOCHS" -gt 0 ]; then
         --epochs "$KOKORO_EPOCHS" --lr "$KOKORO_LR" --seed "$((SEED + 3))"
     model="$EXP/kokoro/best.pt"
     test="$OUT_KOKORO"  # its test set adds the held-out Kokoro voice
+fi
+if [ "$AWB_EPOCHS" -gt 0 ]; then
+    synth "$OUT_BLENDS" --hours-train "$BLENDS_HOURS" --pitch-variants --kokoro-blends --engines "$ENGINES,kokoro"
+    synth "$OUT_AWB" --hours-train "$AWB_HOURS" --engines flite --train-voices flite:awb
+    train "${common[@]}" "${room[@]}" --train "$OUT_BLENDS/train" "$OUT_AWB/train" --out "$EXP/awb" --init "$model" \
+        --epochs "$AWB_EPOCHS" --lr "$AWB_LR" --warmup-steps 50 --lookahead "$LOOKAHEAD" --seed "$((SEED + 4))"
+    model="$EXP/awb/best.pt"
+    test="$OUT_BLENDS"  # the same test set as $OUT_KOKORO's
 fi
 
 asr calibrate-timing "$model"
