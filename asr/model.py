@@ -23,7 +23,7 @@ class ModelConfig:
     layers: int = 4
     dropout: float = 0.1
     rnn: str = "gru"  # "lstm" exists only to measure the GRU-vs-LSTM claim
-    # Output step t also sees the stacked input steps t+1..t+lookahead (latency + lookahead x 30 ms):
+    # Output step t also sees the stacked input steps t+1..t+lookahead (latency + lookahead x stack x 10 ms):
     # a unidirectional GRU otherwise decides each step without hearing what follows it.
     lookahead: int = 0
     vocab: list[str] = field(default_factory=lambda: list(DEFAULT_VOCAB))
@@ -76,7 +76,8 @@ class AcousticModel(nn.Module):
         x = self.normalizer(features[:, : steps * s]).reshape(b, steps, s * self.config.n_mels)
         if k:
             if final:  # an utterance's future past its end is zeros (= the mean frame), whatever pads the batch
-                x = x * (torch.arange(steps)[None, :] < out_lengths[:, None]).unsqueeze(-1).to(x.dtype)
+                valid = torch.arange(steps, device=x.device)[None, :] < out_lengths.to(x.device)[:, None]
+                x = x * valid.unsqueeze(-1).to(x.dtype)
                 x = nn.functional.pad(x, (0, 0, 0, k))
             else:
                 steps = max(steps - k, 0)

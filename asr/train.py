@@ -488,8 +488,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stack", type=int, default=ModelConfig.stack)
     p.add_argument("--dropout", type=float, default=ModelConfig.dropout)
     p.add_argument("--lookahead", type=int, default=ModelConfig.lookahead,
-                   help="future steps (stack x 10 ms each) every output step sees: that much more latency (default 0); with --init, "
-                        "widens the model's look-ahead to this, starting from the same function")
+                   help="future steps (stack x 10 ms each) every output step sees: that much more latency "
+                        "(default 0); with --init, widens the model's look-ahead to this, starting from the same function")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
