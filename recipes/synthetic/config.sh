@@ -36,7 +36,7 @@ KOKORO_LR=${KOKORO_LR:-7e-4}
 # Stage 5: fine-tune the stage-4 model on two more corpora: BLENDS_HOURS of train with 18 blended
 # Kokoro voices (asr synth --kokoro-blends --pitch-variants --engines ...,kokoro) and AWB_HOURS of
 # flite's awb, dev's only flite voice, moved into training (asr synth --engines flite --train-voices
-# flite:awb; it speaks train sentences only). LOOKAHEAD > 0 widens the model's look-ahead by that many
+# flite:awb; it speaks train sentences only). LOOKAHEAD > 0 widens the model's look-ahead to that many
 # 30 ms steps (tried: 3 did not pay in 4 epochs, so the bundled model stays causal). Needs asr[kokoro];
 # AWB_EPOCHS=0 skips it.
 OUT_BLENDS=${OUT_BLENDS:-${OUT}-blends}
