@@ -19,7 +19,7 @@ from typing import Union
 import torch
 from torch import nn
 
-from .model import AcousticModel
+from .model import AcousticModel, with_lookahead
 
 
 def quantize(model: AcousticModel) -> AcousticModel:
@@ -72,8 +72,7 @@ class StreamingStep(nn.Module):
         b = features.shape[0]
         steps = features.shape[1] // self.stack
         x = self.normalizer(features[:, : steps * self.stack]).reshape(b, steps, self.stack * self.n_mels)
-        ready = steps - self.lookahead
-        x = torch.cat([x[:, i:i + ready] for i in range(self.lookahead + 1)], dim=-1)  # = model.with_lookahead
+        x = with_lookahead(x, self.lookahead, steps - self.lookahead)
         out, new_state = self.rnn(self.input(x), state)
         return self.head(out), new_state
 

@@ -92,11 +92,16 @@ def test_pitch_variants_are_new_training_speakers_only():
     assert_only_train_changes(base, more, train_utts=200)
 
 
-def assert_only_train_changes(base: list, more: list, train_utts: int) -> None:
-    """Planned with `more` voices, dev and test stay identical and train uses the new ones."""
+def toy_plan(table: list, train_utts: int) -> list:
+    """A corpus plan over 400 made-up sentences: 60 test, 40 dev, `train_utts` train utterances."""
     sentences = [f"sentence number {i} is here" for i in range(400)]
     sizes = {"train": (None, train_utts), "dev": (None, 40), "test": (None, 60)}
-    plans = [S.plan_corpus(sentences, t, sizes, seed=1) for t in (base, more)]
+    return S.plan_corpus(sentences, table, sizes, seed=1)
+
+
+def assert_only_train_changes(base: list, more: list, train_utts: int) -> None:
+    """Planned with `more` voices, dev and test stay identical and train uses the new ones."""
+    plans = [toy_plan(t, train_utts) for t in (base, more)]
     for split in ("dev", "test"):
         assert [u for u in plans[0] if u.split == split] == [u for u in plans[1] if u.split == split]
     assert {u.voice for u in plans[1]} & set(more[len(base):])
@@ -202,10 +207,7 @@ def test_train_voices_make_a_one_voice_supplement_that_keeps_dev_and_test_text_o
     table = S.restrict_training(base, ["flite:awb"])
     assert {(v.voice, v.split) for v in table} == {("awb", "train"), ("rms", "test")}
     assert [v.speaker for v in table] == [v.speaker for v in base if v.voice in ("awb", "rms")]
-    sentences = [f"sentence number {i} is here" for i in range(400)]
-    sizes = {"train": (None, 50), "dev": (None, 40), "test": (None, 60)}
-    plan = S.plan_corpus(sentences, table, sizes, seed=1)
-    full = S.plan_corpus(sentences, base, sizes, seed=1)
+    plan, full = toy_plan(table, 50), toy_plan(base, 50)
     # dev has no voice left: none of its audio, but its sentences stay out of train
     assert not [u for u in plan if u.split == "dev"]
     assert [u for u in plan if u.split == "test"] == [u for u in full if u.split == "test"]
