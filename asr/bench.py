@@ -467,7 +467,7 @@ def _run_bench(opts: BenchOptions, log: Callable[[str], None]) -> BenchResult:
     except ImportError as e:
         add("components, 1 thread", "beam CTC decoding", "RTF", {}, f"skipped: {e}"[:120])
     else:
-        beams = (8,) if quick else (8, 32, 128, 512)
+        beams = (8,) if quick else (8, 32, 128, 512, 1024)
         for lm in [None] + ([opts.lm] if opts.lm else []):
             speed = beam_decode_speed(logits, model.config.vocab, model.frame_shift, beam_sizes=beams, lm=lm,
                                       repeats=1 if quick else 3)

@@ -13,6 +13,8 @@ from typing import Iterator, Optional, Sequence
 
 import torch
 
+from .lm import LM_BEAM_SIZE
+
 
 @dataclass
 class Word:
@@ -185,11 +187,12 @@ class BeamSearchDecoder:
     - word n-gram LM (ARPA or KenLM binary): lexicon decoding; the lexicon is the LM's vocabulary plus
       hotwords, spelled with the model's characters (words outside it cannot be output).
     `accept`/`text`/`hypothesis` mirror GreedyDecoder so StreamingRecognizer can use either; the final
-    result after any chunking equals decoding the whole utterance at once.
+    result after any chunking equals decoding the whole utterance at once. `beam_size` defaults to
+    LM_BEAM_SIZE with an LM and 32 without.
     """
 
     def __init__(self, vocab: Sequence[str], lm: Optional[str] = None, *, lm_weight: float = 0.5,
-                 word_score: float = 0.0, beam_size: int = 32, beam_threshold: float = 25.0,
+                 word_score: float = 0.0, beam_size: Optional[int] = None, beam_threshold: float = 25.0,
                  hotwords: Optional[dict[str, float]] = None, lexicon_words: Optional[Sequence[str]] = None,
                  blank: int = 0):
         from torchaudio.models.decoder import ctc_decoder
@@ -199,7 +202,8 @@ class BeamSearchDecoder:
         self.hotwords = dict(hotwords or {})
         tokens = flashlight_tokens(self.vocab)
         self._tmp = None
-        options = dict(tokens=tokens, beam_size=beam_size, beam_threshold=beam_threshold,
+        self.beam_size = beam_size or (LM_BEAM_SIZE if lm is not None else 32)
+        options = dict(tokens=tokens, beam_size=self.beam_size, beam_threshold=beam_threshold,
                        blank_token=tokens[blank], sil_token=SILENCE, nbest=1)
         if lm is None:
             if self.hotwords:

@@ -11,7 +11,6 @@ import torch
 
 from .decoding import BeamSearchDecoder, Word, align_words, greedy_decode, words
 from .features import LogMel
-from .lm import LM_BEAM_SIZE
 from .model import AcousticModel
 
 
@@ -69,6 +68,6 @@ def make_decoder(vocab: Sequence[str], lm: Optional[str] = None, beam_size: int 
             raise ValueError(f"{lm}: language model file not found")
         settings = load_settings(lm)
     return BeamSearchDecoder(
-        vocab, lm, beam_size=beam_size or (LM_BEAM_SIZE if lm else 32), hotwords=hotwords,
+        vocab, lm, beam_size=beam_size or None, hotwords=hotwords,
         lm_weight=lm_weight if lm_weight is not None else settings.get("lm_weight", 0.5),
         word_score=word_score if word_score is not None else settings.get("word_score", 0.0))
