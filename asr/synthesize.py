@@ -437,7 +437,7 @@ def diphone_index(voice: str) -> frozenset[str]:
         language = FOREIGN_DIPHONES[voice][0] if voice in FOREIGN_DIPHONES else "?"
         raise SynthesisError(f"festival voice {voice} is not installed "
                              f"(apt-get install {FOREIGN_PACKAGES.get(language, 'it')})")
-    head, sep, body = groups[0].read_bytes().partition(b"EST_Header_End")
+    _, sep, body = groups[0].read_bytes().partition(b"EST_Header_End")
     if not sep:
         raise SynthesisError(f"{groups[0]}: no diphone index")
     return frozenset(row.split()[0] for row in body.decode("latin-1").splitlines()
@@ -495,7 +495,7 @@ def _foreign_command(voice: Voice, text: str, wav: Path) -> tuple[list[str], str
 
 
 def _engine_command(voice: Voice, text: str, wav: Path) -> tuple[list[str], str | None]:
-    """argv and stdin for one engine call."""
+    """argv and stdin for one engine call (for a FOREIGN_DIPHONES voice, after running the English front end)."""
     if voice.engine == "espeak":
         return (["espeak-ng", "-v", voice.voice, "-s", str(round(175 * voice.rate)),
                  "-p", str(voice.pitch if voice.pitch is not None else 50), "-w", str(wav), text], None)
