@@ -226,7 +226,7 @@ FOREIGN_DIPHONES: dict[str, tuple[str, float]] = {
 FOREIGN_PACKAGES = {"italian": "festvox-itapc16k festvox-italp16k",
                     "czech": "festvox-czech-dita festvox-czech-krb festvox-czech-machac festvox-czech-ph",
                     "finnish": "festvox-suopuhe-mv festvox-suopuhe-lj"}
-FRONT_END_F0 = 105.0  # kal_diphone's target F0 mean: the contour is rescaled to the voice's own
+FRONT_END_F0 = FESTIVAL_LR_F0["kal_diphone"]  # the front end's F0 mean: the contour is rescaled to the voice's own
 # English (festival's radio phone set) -> phones of each language; "" = not spoken (Italian has no /h/).
 _SHARED = {p: p for p in "b d f g k l m n p r s t v".split()}
 FOREIGN_PHONES: dict[str, dict[str, str]] = {
@@ -416,15 +416,10 @@ def _parse_sexp(text: str):
 def english_segments(text: str, rate: float = 1.0) -> list[Segment]:
     """Festival's English front end (kal_diphone): phones, durations and F0 targets for `text`."""
     script = _SEGMENTS_SCM % (1 / rate, text.replace("\\", " ").replace('"', " "))
-    try:
-        proc = subprocess.run(["festival", "--batch", "/dev/stdin"], input=script, capture_output=True,
-                              text=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise SynthesisError(f"festival failed: {e}") from None
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("((")]
-    if proc.returncode != 0 or not lines:
-        err = proc.stderr.strip().splitlines()
-        raise SynthesisError(f"festival front end exit {proc.returncode}: {err[-1] if err else 'no segments'}")
+    lines = [line for line in _run_engine(["festival", "--batch", "/dev/stdin"], script).splitlines()
+             if line.startswith("((")]
+    if not lines:
+        raise SynthesisError("festival front end printed no segments")
     return [(str(name), float(dur), [(float(p), float(f)) for p, f in (targets or [])])
             for name, dur, targets in _parse_sexp(lines[-1])]
 
@@ -605,21 +600,26 @@ def synthesize(voice: Voice, text: str) -> np.ndarray:
     return audio
 
 
+def _run_engine(argv: list[str], stdin: str | None) -> str:
+    """Run a TTS command line -> its stdout; any failure is a one-line SynthesisError."""
+    try:
+        proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise SynthesisError(f"{argv[0]} failed: {e}") from None
+    err = proc.stderr.strip().splitlines()
+    # festival reports an unknown voice or a Scheme error with "SIOD ERROR" but still exits 0.
+    if proc.returncode != 0 or any("SIOD ERROR" in line for line in err):
+        raise SynthesisError(f"{argv[0]} exit {proc.returncode}: {err[-1] if err else 'no message'}")
+    return proc.stdout
+
+
 def _engine_audio(voice: Voice, text: str) -> np.ndarray:
     """Run an engine's command line -> 16 kHz mono float32."""
     from .audio import AudioError, load_audio
 
     with tempfile.TemporaryDirectory(prefix="synth-") as tmp:
         wav = Path(tmp) / "out.wav"
-        argv, stdin = _engine_command(voice, text, wav)
-        try:
-            proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=120)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            raise SynthesisError(f"{argv[0]} failed: {e}") from None
-        err = proc.stderr.strip().splitlines()
-        # festival reports an unknown voice with "SIOD ERROR" but still exits 0 (default voice).
-        if proc.returncode != 0 or any("SIOD ERROR" in line for line in err):
-            raise SynthesisError(f"{argv[0]} exit {proc.returncode}: {err[-1] if err else 'no message'}")
+        _run_engine(*_engine_command(voice, text, wav))
         try:
             audio = load_audio(wav)
         except AudioError as e:
