@@ -153,6 +153,59 @@ def widen_lookahead(model: AcousticModel, lookahead: int) -> AcousticModel:
     return wide.eval()
 
 
+def widen_hidden(model: AcousticModel, hidden: int, seed: int = 0, noise: float = 1e-3) -> AcousticModel:
+    """A copy of a GRU `model` with `hidden` units per layer that computes the same function (Net2WiderNet).
+
+    Each new unit copies a randomly chosen old unit of its layer (its input projection, GRU rows and
+    biases); every weight that reads a layer's output divides the copied unit's column among its
+    copies. With a zero initial state a copy's state equals its original's at every step, so the
+    logits are unchanged. `noise` (relative to each weight's std) then breaks the copies' symmetry so
+    fine-tuning (`asr train --init ... --hidden N`) can make them differ.
+    """
+    old = model.config.hidden
+    if model.config.rnn != "gru":
+        raise ValueError("only GRU models can be widened")
+    if hidden < old:
+        raise ValueError(f"cannot shrink the model from {old} to {hidden} hidden units")
+    wide = AcousticModel(dataclasses.replace(model.config, hidden=hidden))
+    wide.word_delay = model.word_delay
+    if hidden == old:
+        wide.load_state_dict(model.state_dict())
+        return wide.eval()
+    gen = torch.Generator().manual_seed(seed)
+
+    def mapping() -> torch.Tensor:  # new unit -> old unit it copies
+        return torch.cat([torch.arange(old), torch.randint(0, old, (hidden - old,), generator=gen)])
+
+    def rows(w: torch.Tensor, g: torch.Tensor, gates: int = 1) -> torch.Tensor:
+        # GRU tensors stack the r, z, n gates along dim 0: map each gate's block.
+        return torch.cat([block[g] for block in w.chunk(gates, dim=0)], dim=0)
+
+    def columns(w: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return w[:, g] / torch.bincount(g, minlength=old)[g].to(w.dtype)
+
+    def jitter(w: torch.Tensor) -> torch.Tensor:
+        return w + noise * w.std() * torch.randn(w.shape, generator=gen)
+
+    state = model.state_dict()
+    new = dict(state)
+    g_in = mapping()  # units of the input projection
+    new["input.0.weight"] = rows(state["input.0.weight"], g_in)
+    new["input.0.bias"] = rows(state["input.0.bias"], g_in)
+    below = g_in
+    for layer in range(model.config.layers):
+        g = mapping()
+        ih, hh = f"rnn.weight_ih_l{layer}", f"rnn.weight_hh_l{layer}"
+        new[ih] = jitter(columns(rows(state[ih], g, 3), below))
+        new[hh] = jitter(columns(rows(state[hh], g, 3), g))
+        for b in (f"rnn.bias_ih_l{layer}", f"rnn.bias_hh_l{layer}"):
+            new[b] = rows(state[b], g, 3)
+        below = g
+    new["head.weight"] = columns(state["head.weight"], below)
+    wide.load_state_dict(new)
+    return wide.eval()
+
+
 def read_checkpoint(path: Union[str, Path]) -> tuple[dict, dict]:
     """(the file's contents, the model's part of them): a training checkpoint nests the model under
     "model" beside optimizer state etc.; a model checkpoint is the model's part itself."""

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 import torchaudio
 
 from .features import LogMel, RunningStats, batch_lengths
-from .model import AcousticModel, ModelConfig, atomic_torch_save, widen_lookahead
+from .model import AcousticModel, ModelConfig, atomic_torch_save, widen_hidden, widen_lookahead
 from .tokenizer import Tokenizer
 from .utils import atomic_path
 
@@ -315,6 +315,8 @@ def train(cfg: TrainConfig) -> dict:
     init = AcousticModel.load(cfg.init) if cfg.init else None
     if init is not None and cfg.model.get("lookahead", 0) > init.config.lookahead:
         init = widen_lookahead(init, cfg.model["lookahead"])  # same function at step 0; training learns the future
+    if init is not None and cfg.model.get("hidden", 0) > init.config.hidden:
+        init = widen_hidden(init, cfg.model["hidden"], seed=cfg.seed)  # same function at step 0, more capacity
     model_cfg = init.config if init is not None else ModelConfig(**cfg.model)
     tokenizer = Tokenizer(model_cfg.vocab)
     model = AcousticModel(model_cfg)
@@ -482,8 +484,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--speeds", type=float, nargs="*", default=d.speeds)
     p.add_argument("--precision", choices=["fp32", "bf16"], default=d.precision)
     p.add_argument("--init", default="", metavar="MODEL",
-                   help="fine-tune: start from this model (e.g. assets/model.pt); --hidden/--layers/... are ignored")
-    p.add_argument("--hidden", type=int, default=ModelConfig.hidden)
+                   help="fine-tune: start from this model (e.g. assets/model.pt); --layers/--stack/--dropout are ignored")
+    p.add_argument("--hidden", type=int, default=None,
+                   help=f"GRU units per layer (default {ModelConfig.hidden}); with --init, a larger value widens the "
+                        "model to it, starting from the same function")
     p.add_argument("--layers", type=int, default=ModelConfig.layers)
     p.add_argument("--stack", type=int, default=ModelConfig.stack)
     p.add_argument("--dropout", type=float, default=ModelConfig.dropout)
@@ -495,8 +499,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     names = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
-    cfg.model = {"hidden": args.hidden, "layers": args.layers, "stack": args.stack, "dropout": args.dropout,
-                 "lookahead": args.lookahead}
+    cfg.model = {"layers": args.layers, "stack": args.stack, "dropout": args.dropout, "lookahead": args.lookahead}
+    if args.hidden:  # only when given: with --init, it asks for widening
+        cfg.model["hidden"] = args.hidden
     return cfg
 
 

@@ -6,7 +6,7 @@ import torch
 
 from asr.decoding import greedy_decode
 from asr.features import LogMel
-from asr.model import AcousticModel, ModelConfig, widen_lookahead
+from asr.model import AcousticModel, ModelConfig, widen_hidden, widen_lookahead
 from asr.streaming import StreamingRecognizer
 from asr.transcribe import batch_logits
 
@@ -57,6 +57,24 @@ def test_lookahead_sees_the_future_and_widening_keeps_the_function():
     torch.testing.assert_close(wide(x)[0], base(x)[0], atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="shrink"):
         widen_lookahead(wide, 1)
+
+
+def test_widening_the_hidden_layers_keeps_the_function_and_streams():
+    base = random_model(6, stack=2)
+    x = (np.random.default_rng(6).standard_normal(16000) * 0.1).astype(np.float32)
+    want = batch_logits(base, x)
+    wide = widen_hidden(base, 100, noise=0.0)  # 64 -> 100: some units copied twice or more
+    assert wide.config.hidden == 100 and wide.rnn.weight_hh_l2.shape == (300, 100)
+    assert wide.num_parameters() > 2 * base.num_parameters()
+    torch.testing.assert_close(batch_logits(wide, x), want, atol=1e-5, rtol=0)
+    recognizer = StreamingRecognizer(wide)
+    streamed = torch.cat([stream_in_chunks(recognizer, x, np.random.default_rng(0)), recognizer.flush_logits()])
+    torch.testing.assert_close(streamed, want, atol=1e-5, rtol=0)
+    # the noise that lets fine-tuning tell copies apart moves the logits only a little
+    noisy = batch_logits(widen_hidden(base, 100), x)
+    assert not torch.equal(noisy, want) and (noisy - want).abs().max() < 0.1 * want.abs().max()
+    with pytest.raises(ValueError, match="shrink"):
+        widen_hidden(wide, 64)
 
 
 def test_streaming_transcript_equals_batch_on_speech(overfit):

@@ -16,7 +16,7 @@ import torch
 
 from asr.cli import main
 from asr.evaluate import error_rates
-from asr.model import AcousticModel
+from asr.model import AcousticModel, widen_hidden
 
 SMALL = ["--hidden", "48", "--layers", "2", "--num-workers", "0", "--threads", "1", "--batch-seconds", "6",
          "--warmup-steps", "3", "--stats-utterances", "6", "--noise-prob", "0.5"]
@@ -199,9 +199,10 @@ def test_fine_tune_starts_from_the_init_model(tiny_corpus, tmp_path):
     run_train_cli(train_args(tiny_corpus, base, "--epochs", "1"))
     init = AcousticModel.load(base / "best.pt")
     out = tmp_path / "tuned"
-    # lr 0: the fine-tuned weights must be exactly the initial ones; --hidden is ignored (the init's config wins)
+    # lr 0: the fine-tuned weights must be exactly the initial ones; a smaller --hidden is ignored (the init's
+    # config wins)
     run_train_cli(["--train", str(tiny_corpus), "--out", str(out), "--init", str(base / "best.pt"), "--lr", "0",
-                   "--hidden", "64", "--epochs", "1", "--num-workers", "0", "--threads", "1",
+                   "--hidden", "32", "--epochs", "1", "--num-workers", "0", "--threads", "1",
                    "--batch-seconds", "6", "--reverb-prob", "1", "--eq-prob", "1"])
     tuned = AcousticModel.load(out / "best.pt")
     assert tuned.config == init.config
@@ -216,3 +217,13 @@ def test_fine_tune_starts_from_the_init_model(tiny_corpus, tmp_path):
     feats = torch.randn(1, 90, init.config.n_mels) + init.normalizer.mean
     with torch.no_grad():
         torch.testing.assert_close(wide(feats)[0], init(feats)[0], atol=1e-6, rtol=0)
+    # a larger --hidden widens the init model (widen_hidden, seeded by --seed); at lr 0 nothing else changes
+    wider_out = tmp_path / "wider"
+    run_train_cli(["--train", str(tiny_corpus), "--out", str(wider_out), "--init", str(base / "best.pt"), "--lr", "0",
+                   "--hidden", "64", "--seed", "3", "--epochs", "1", "--num-workers", "0", "--threads", "1",
+                   "--batch-seconds", "6"])
+    wider = AcousticModel.load(wider_out / "best.pt")
+    assert wider.config.hidden == 64 and init.config.hidden == 48
+    want = widen_hidden(init, 64, seed=3).state_dict()
+    for name, tensor in wider.state_dict().items():
+        assert torch.equal(tensor, want[name]), name
