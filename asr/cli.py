@@ -134,6 +134,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_revoice(args: argparse.Namespace) -> int:
+    from .revoice import run
+
+    return run(args)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run
 
@@ -281,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Listed for --help only: main() hands `asr synth ...` to asr.synthesize's own parser.
     sub.add_parser("synth", help="generate a synthetic multi-voice corpus (see recipes/synthetic)")
+
+    from .revoice import add_arguments as add_revoice_arguments
+
+    p = sub.add_parser("revoice", help="new voices from a corpus's audio (WORLD vocoder: formants, F0 changed)")
+    add_revoice_arguments(p)
+    p.set_defaults(func=cmd_revoice)
 
     from .train import add_arguments
 
