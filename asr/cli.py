@@ -201,7 +201,8 @@ def cmd_lm(args: argparse.Namespace) -> int:
             return 0
         model = load_model(args.model)
         if args.lm_command == "tune":
-            lm.tune(model, args.lm, args.data, args.lm_weights, args.word_scores, args.beam_size, args.limit)
+            lm.tune(model, args.lm, args.data, args.lm_weights, args.word_scores, args.beam_size, args.limit,
+                    metric=args.metric)
             return 0
         from .transcribe import make_decoder
 
@@ -271,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--lm-weights", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.0, 2.5])
     q.add_argument("--word-scores", type=float, nargs="+", default=[-1.0, 0.0, 1.0, 2.0])
     q.add_argument("--beam-size", type=int, default=LM_BEAM_SIZE)
+    q.add_argument("--metric", choices=["wer", "cer"], default="wer",
+                   help="pick the setting with the lowest dev WER (default) or CER")
     q.add_argument("--limit", type=int, help="use only the first N utterances")
     q = lm_sub.add_parser("eval", help="WER of greedy vs beam search + LM (tuned settings) on a corpus")
     q.add_argument("data", nargs="+", help="corpus folders or manifests")

@@ -233,11 +233,15 @@ def score_decoder(data: Sequence[tuple[str, "object"]], vocab: Sequence[str], de
 
 def tune(model, lm: PathLike, sources: Sequence[PathLike], lm_weights: Sequence[float],
          word_scores: Sequence[float], beam_size: int = LM_BEAM_SIZE, limit: Optional[int] = None,
-         log=print) -> dict:
-    """Grid search of LM weight x word insertion score by dev-set WER; saves the best next to the LM.
+         log=print, metric: str = "wer") -> dict:
+    """Grid search of LM weight x word insertion score by dev-set WER (or CER: `metric`); saves the best
+    next to the LM.
 
-    Returns the saved settings: {"lm_weight", "word_score", "dev_wer", "greedy_dev_wer", "beam_size", "grid"}.
+    Returns the saved settings: {"lm_weight", "word_score", "metric", "dev_wer", "dev_cer", "greedy_dev_wer",
+    "beam_size", "grid"}.
     """
+    if metric not in ("wer", "cer"):
+        raise ValueError(f"metric must be wer or cer, not {metric!r}")
     from .decoding import BeamSearchDecoder
 
     vocab = model.config.vocab
@@ -252,11 +256,13 @@ def tune(model, lm: PathLike, sources: Sequence[PathLike], lm_weights: Sequence[
             rates = score_decoder(data, vocab, decoder)
             grid.append({"lm_weight": weight, "word_score": bonus, "wer": rates.wer, "cer": rates.cer})
             log(f"{weight:>9g} {bonus:>10g} {100 * rates.wer:>7.2f} {100 * rates.cer:>7.2f}")
-    best = min(grid, key=lambda r: (r["wer"], r["cer"]))
-    settings = {"lm_weight": best["lm_weight"], "word_score": best["word_score"], "dev_wer": best["wer"],
-                "greedy_dev_wer": greedy.wer, "beam_size": beam_size, "dev": [str(s) for s in sources],
-                "grid": grid}
+    other = "cer" if metric == "wer" else "wer"
+    best = min(grid, key=lambda r: (r[metric], r[other]))  # ties go to the better other rate
+    settings = {"lm_weight": best["lm_weight"], "word_score": best["word_score"], "metric": metric,
+                "dev_wer": best["wer"], "dev_cer": best["cer"], "greedy_dev_wer": greedy.wer,
+                "greedy_dev_cer": greedy.cer, "beam_size": beam_size, "dev": [str(s) for s in sources], "grid": grid}
     path = save_settings(lm, settings)
-    log(f"best: lm_weight {best['lm_weight']:g}, word_score {best['word_score']:g}: WER "
-        f"{100 * best['wer']:.2f}% (greedy {100 * greedy.wer:.2f}%) -> {path}")
+    log(f"best by {metric.upper()}: lm_weight {best['lm_weight']:g}, word_score {best['word_score']:g}: WER "
+        f"{100 * best['wer']:.2f}% CER {100 * best['cer']:.2f}% (greedy {100 * greedy.wer:.2f}% / "
+        f"{100 * greedy.cer:.2f}%) -> {path}")
     return settings

@@ -245,7 +245,7 @@ def test_tune_and_eval_commands(overfit, tmp_path, capsys):
                  "--lm-weights", "0", "1", "--word-scores", "0", "1", "--beam-size", "16"]) == 0
     out = capsys.readouterr().out
     settings = json.loads((tmp_path / "lm.arpa.json").read_text())
-    assert len(settings["grid"]) == 4 and "best: lm_weight" in out
+    assert len(settings["grid"]) == 4 and "best by WER: lm_weight" in out
     assert settings["dev_wer"] == min(r["wer"] for r in settings["grid"]) < settings["greedy_dev_wer"]
     best = min(settings["grid"], key=lambda r: (r["wer"], r["cer"]))  # ties go to the lower CER
     assert (settings["lm_weight"], settings["word_score"]) == (best["lm_weight"], best["word_score"])
@@ -254,6 +254,14 @@ def test_tune_and_eval_commands(overfit, tmp_path, capsys):
     # it on WER at a lower CER.)
     assert min(r["wer"] for r in settings["grid"] if r["lm_weight"] == 1) < settings["greedy_dev_wer"]
     assert load_settings(lm)["lm_weight"] == settings["lm_weight"]
+    # --metric cer picks the lowest dev CER instead (ties to the lower WER)
+    assert main(["lm", "tune", str(dev), "--model", str(overfit["path"]), "--lm", str(lm),
+                 "--lm-weights", "0", "1", "--word-scores", "0", "1", "--beam-size", "16", "--metric", "cer"]) == 0
+    assert "best by CER" in capsys.readouterr().out
+    by_cer = json.loads((tmp_path / "lm.arpa.json").read_text())
+    best = min(by_cer["grid"], key=lambda r: (r["cer"], r["wer"]))
+    assert by_cer["metric"] == "cer" and by_cer["dev_cer"] == best["cer"] == min(r["cer"] for r in by_cer["grid"])
+    assert (by_cer["lm_weight"], by_cer["word_score"]) == (best["lm_weight"], best["word_score"])
     assert main(["lm", "eval", str(dev), "--model", str(overfit["path"]), "--lm", str(lm)]) == 0
     assert "beam+LM WER" in capsys.readouterr().out
     # transcribe uses the tuned settings next to the LM
