@@ -49,7 +49,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     model = load_model(args.model, args.int8)
     try:
         decoder = make_decoder(model.config.vocab, args.lm, args.beam_size, args.lm_weight, args.word_score,
-                               parse_hotwords(args.hotword or []))
+                               parse_hotwords(args.hotword or []), args.silence_score)
     except (ValueError, OSError, RuntimeError) as e:
         raise SystemExit(f"asr: error: {e}") from None
     failures = 0
@@ -190,6 +190,18 @@ def cmd_calibrate_timing(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_average(args: argparse.Namespace) -> int:
+    from .model import average_checkpoints
+
+    try:
+        soup = average_checkpoints(args.models)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"asr: error: {e}") from None
+    soup.save(args.output)
+    print(f"{args.output}: mean of {len(args.models)} checkpoints ({soup.num_parameters():,} parameters)")
+    return 0
+
+
 def cmd_lm(args: argparse.Namespace) -> int:
     from . import lm
 
@@ -202,7 +214,7 @@ def cmd_lm(args: argparse.Namespace) -> int:
         model = load_model(args.model)
         if args.lm_command == "tune":
             lm.tune(model, args.lm, args.data, args.lm_weights, args.word_scores, args.beam_size, args.limit,
-                    metric=args.metric)
+                    metric=args.metric, silence_scores=args.silence_scores)
             return 0
         from .transcribe import make_decoder
 
@@ -232,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
                    f"{LM_BEAM_SIZE} with --lm, else 32)")
     p.add_argument("--lm-weight", type=float, help="LM weight (default: tuned value next to the LM, else 0.5)")
     p.add_argument("--word-score", type=float, help="word insertion bonus (default: tuned value, else 0)")
+    p.add_argument("--silence-score", type=float,
+                   help="score added at each word boundary (default: tuned value, else 0)")
     p.add_argument("--hotword", action="append", metavar="WORD[:BOOST]",
                    help="favour this word (repeatable; boost in log-score units, default 5; needs --lm)")
     from .output import FORMATS
@@ -271,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     # on the synthetic dev set), and weights below 0.5 never won: the grid leaves them out.
     q.add_argument("--lm-weights", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.0, 2.5])
     q.add_argument("--word-scores", type=float, nargs="+", default=[-1.0, 0.0, 1.0, 2.0])
+    # Only 0 by default: each value multiplies the grid's decoding time. A negative silence score paid on the
+    # synthetic dev set together with a higher word score (README, accuracy).
+    q.add_argument("--silence-scores", type=float, nargs="+", default=[0.0],
+                   help="word-boundary scores to try (default: 0 only), e.g. 0 -1 -2")
     q.add_argument("--beam-size", type=int, default=LM_BEAM_SIZE)
     q.add_argument("--metric", choices=["wer", "cer"], default="wer",
                    help="pick the setting with the lowest dev WER (default) or CER")
@@ -313,6 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model checkpoint to calibrate (updated in place unless --output)")
     p.add_argument("--output", help="write the calibrated checkpoint here instead")
     p.set_defaults(func=cmd_calibrate_timing)
+
+    p = sub.add_parser("average", help="average the weights of fine-tunes of one model (a model soup)")
+    p.add_argument("models", nargs="+", help="model or training checkpoints (best.pt, last.pt)")
+    p.add_argument("-o", "--output", required=True, help="checkpoint to write")
+    p.set_defaults(func=cmd_average)
 
     p = sub.add_parser("export", help="export the streaming step (state in, state out) to ONNX or TorchScript")
     p.add_argument("--model", help="model checkpoint (default: bundled)")

@@ -188,11 +188,13 @@ class BeamSearchDecoder:
       hotwords, spelled with the model's characters (words outside it cannot be output).
     `accept`/`text`/`hypothesis` mirror GreedyDecoder so StreamingRecognizer can use either; the final
     result after any chunking equals decoding the whole utterance at once. `beam_size` defaults to
-    LM_BEAM_SIZE with an LM and 32 without.
+    LM_BEAM_SIZE with an LM and 32 without. `silence_score` is added at every word boundary (the space
+    token): below 0 it makes the decoder less eager to split a stretch of letters into more words.
     """
 
     def __init__(self, vocab: Sequence[str], lm: Optional[str] = None, *, lm_weight: float = 0.5,
-                 word_score: float = 0.0, beam_size: Optional[int] = None, beam_threshold: float = 25.0,
+                 word_score: float = 0.0, silence_score: float = 0.0, beam_size: Optional[int] = None,
+                 beam_threshold: float = 25.0,
                  hotwords: Optional[dict[str, float]] = None, lexicon_words: Optional[Sequence[str]] = None,
                  blank: int = 0):
         from torchaudio.models.decoder import ctc_decoder
@@ -204,7 +206,7 @@ class BeamSearchDecoder:
         self._tmp = None
         self.beam_size = beam_size or (LM_BEAM_SIZE if lm is not None else 32)
         options = dict(tokens=tokens, beam_size=self.beam_size, beam_threshold=beam_threshold,
-                       blank_token=tokens[blank], sil_token=SILENCE, nbest=1)
+                       blank_token=tokens[blank], sil_token=SILENCE, sil_score=silence_score, nbest=1)
         if lm is None:
             if self.hotwords:
                 raise ValueError("hotwords need a word language model (--lm)")

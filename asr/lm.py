@@ -8,6 +8,7 @@ ARPA output is loaded the same way.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections import Counter, defaultdict
@@ -233,12 +234,12 @@ def score_decoder(data: Sequence[tuple[str, "object"]], vocab: Sequence[str], de
 
 def tune(model, lm: PathLike, sources: Sequence[PathLike], lm_weights: Sequence[float],
          word_scores: Sequence[float], beam_size: int = LM_BEAM_SIZE, limit: Optional[int] = None,
-         log=print, metric: str = "wer") -> dict:
-    """Grid search of LM weight x word insertion score by dev-set WER (or CER: `metric`); saves the best
-    next to the LM.
+         log=print, metric: str = "wer", silence_scores: Sequence[float] = (0.0,)) -> dict:
+    """Grid search of LM weight x word insertion score x silence score by dev-set WER (or CER: `metric`);
+    saves the best next to the LM.
 
-    Returns the saved settings: {"lm_weight", "word_score", "metric", "dev_wer", "dev_cer", "greedy_dev_wer",
-    "beam_size", "grid"}.
+    Returns the saved settings: {"lm_weight", "word_score", "silence_score", "metric", "dev_wer", "dev_cer",
+    "greedy_dev_wer", "greedy_dev_cer", "beam_size", "dev", "grid"}.
     """
     if metric not in ("wer", "cer"):
         raise ValueError(f"metric must be wer or cer, not {metric!r}")
@@ -248,21 +249,23 @@ def tune(model, lm: PathLike, sources: Sequence[PathLike], lm_weights: Sequence[
     data = corpus_logits(model, sources, limit)
     greedy = score_decoder(data, vocab)
     log(f"{len(data)} utterances, {greedy.words} words; greedy WER {100 * greedy.wer:.2f}%")
-    log(f"{'lm_weight':>9} {'word_score':>10} {'WER %':>7} {'CER %':>7}")
+    log(f"{'lm_weight':>9} {'word_score':>10} {'silence':>7} {'WER %':>7} {'CER %':>7}")
     grid = []
-    for weight in lm_weights:
-        for bonus in word_scores:
-            decoder = BeamSearchDecoder(vocab, str(lm), lm_weight=weight, word_score=bonus, beam_size=beam_size)
-            rates = score_decoder(data, vocab, decoder)
-            grid.append({"lm_weight": weight, "word_score": bonus, "wer": rates.wer, "cer": rates.cer})
-            log(f"{weight:>9g} {bonus:>10g} {100 * rates.wer:>7.2f} {100 * rates.cer:>7.2f}")
+    for weight, bonus, silence in itertools.product(lm_weights, word_scores, silence_scores):
+        decoder = BeamSearchDecoder(vocab, str(lm), lm_weight=weight, word_score=bonus, silence_score=silence,
+                                    beam_size=beam_size)
+        rates = score_decoder(data, vocab, decoder)
+        grid.append({"lm_weight": weight, "word_score": bonus, "silence_score": silence, "wer": rates.wer,
+                     "cer": rates.cer})
+        log(f"{weight:>9g} {bonus:>10g} {silence:>7g} {100 * rates.wer:>7.2f} {100 * rates.cer:>7.2f}")
     other = "cer" if metric == "wer" else "wer"
     best = min(grid, key=lambda r: (r[metric], r[other]))  # ties go to the better other rate
-    settings = {"lm_weight": best["lm_weight"], "word_score": best["word_score"], "metric": metric,
-                "dev_wer": best["wer"], "dev_cer": best["cer"], "greedy_dev_wer": greedy.wer,
-                "greedy_dev_cer": greedy.cer, "beam_size": beam_size, "dev": [str(s) for s in sources], "grid": grid}
+    settings = {"lm_weight": best["lm_weight"], "word_score": best["word_score"],
+                "silence_score": best["silence_score"], "metric": metric, "dev_wer": best["wer"],
+                "dev_cer": best["cer"], "greedy_dev_wer": greedy.wer, "greedy_dev_cer": greedy.cer,
+                "beam_size": beam_size, "dev": [str(s) for s in sources], "grid": grid}
     path = save_settings(lm, settings)
-    log(f"best by {metric.upper()}: lm_weight {best['lm_weight']:g}, word_score {best['word_score']:g}: WER "
-        f"{100 * best['wer']:.2f}% CER {100 * best['cer']:.2f}% (greedy {100 * greedy.wer:.2f}% / "
-        f"{100 * greedy.cer:.2f}%) -> {path}")
+    log(f"best by {metric.upper()}: lm_weight {best['lm_weight']:g}, word_score {best['word_score']:g}, "
+        f"silence_score {best['silence_score']:g}: WER {100 * best['wer']:.2f}% CER {100 * best['cer']:.2f}% "
+        f"(greedy {100 * greedy.wer:.2f}% / {100 * greedy.cer:.2f}%) -> {path}")
     return settings

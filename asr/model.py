@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -204,6 +204,31 @@ def widen_hidden(model: AcousticModel, hidden: int, seed: int = 0, noise: float 
     new["head.weight"] = columns(state["head.weight"], below)
     wide.load_state_dict(new)
     return wide.eval()
+
+
+def average_checkpoints(paths: Sequence[Union[str, Path]]) -> AcousticModel:
+    """The model whose weights are the mean of the given checkpoints' (a "model soup").
+
+    Averaging only makes sense for fine-tunes of one common model (same config and feature statistics):
+    they stay in one basin of the loss, and their mean is often better than each. Word timing comes from
+    the first checkpoint (re-run `asr calibrate-timing` on the result if it matters).
+    """
+    if not paths:
+        raise ValueError("no checkpoints to average")
+    models = [AcousticModel.load(p) for p in paths]
+    first = models[0]
+    for path, model in zip(paths[1:], models[1:]):
+        if model.config != first.config:
+            raise ValueError(f"{path}: config differs from {paths[0]}'s; only fine-tunes of one model can be averaged")
+        for name in ("normalizer.mean", "normalizer.std"):
+            if not torch.equal(model.state_dict()[name], first.state_dict()[name]):
+                raise ValueError(f"{path}: feature statistics differ from {paths[0]}'s; not fine-tunes of one model")
+    states = [m.state_dict() for m in models]
+    mean = {k: sum(s[k].double() for s in states).div(len(states)).to(v.dtype) for k, v in states[0].items()}
+    soup = AcousticModel(first.config)
+    soup.load_state_dict(mean)
+    soup.word_delay = first.word_delay
+    return soup.eval()
 
 
 def read_checkpoint(path: Union[str, Path]) -> tuple[dict, dict]:

@@ -53,9 +53,10 @@ def transcript_from_logits(model: AcousticModel, logits: torch.Tensor, duration:
 
 def make_decoder(vocab: Sequence[str], lm: Optional[str] = None, beam_size: int = 0,
                  lm_weight: Optional[float] = None, word_score: Optional[float] = None,
-                 hotwords: Optional[dict[str, float]] = None) -> Optional[BeamSearchDecoder]:
-    """None (greedy) unless an LM or a beam size is given. LM weight and word score default to the values
-    `asr lm tune` saved next to the LM (lm.arpa.json)."""
+                 hotwords: Optional[dict[str, float]] = None,
+                 silence_score: Optional[float] = None) -> Optional[BeamSearchDecoder]:
+    """None (greedy) unless an LM or a beam size is given. LM weight, word score and silence score default
+    to the values `asr lm tune` saved next to the LM (lm.arpa.json)."""
     if not lm and not beam_size:
         if hotwords:
             raise ValueError("hotwords need a word n-gram LM (--lm)")
@@ -70,4 +71,5 @@ def make_decoder(vocab: Sequence[str], lm: Optional[str] = None, beam_size: int 
     return BeamSearchDecoder(
         vocab, lm, beam_size=beam_size or None, hotwords=hotwords,
         lm_weight=lm_weight if lm_weight is not None else settings.get("lm_weight", 0.5),
-        word_score=word_score if word_score is not None else settings.get("word_score", 0.0))
+        word_score=word_score if word_score is not None else settings.get("word_score", 0.0),
+        silence_score=silence_score if silence_score is not None else settings.get("silence_score", 0.0))

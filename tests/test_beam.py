@@ -114,6 +114,20 @@ def test_default_beam_is_wide_with_a_word_lm_only(tmp_path):
     assert make_decoder(VOCAB, lm, beam_size=8).beam_size == 8
 
 
+def test_silence_score_decides_where_a_word_boundary_is_uncertain(tmp_path):
+    from asr.transcribe import make_decoder
+
+    build_arpa(["we rest on sunday", "we rest in the sun", "a day in the sun"], tmp_path / "lm.arpa", 2)
+    lm = str(tmp_path / "lm.arpa")
+    logits = ambiguous_logits(spell("sun day", {3: {" ": 0.5, "<blank>": 0.5}}))  # "sunday" or "sun day"?
+    decode = lambda silence: BeamSearchDecoder(VOCAB, lm, lm_weight=0.0, silence_score=silence).decode(logits).text
+    assert decode(-5.0) == "sunday" and decode(5.0) == "sun day"
+    # make_decoder takes the tuned value saved next to the LM unless one is given
+    (tmp_path / "lm.arpa.json").write_text(json.dumps({"lm_weight": 0.0, "silence_score": -5.0}))
+    assert make_decoder(VOCAB, lm).decode(logits).text == "sunday"
+    assert make_decoder(VOCAB, lm, silence_score=5.0).decode(logits).text == "sun day"
+
+
 def test_hotword_wins_where_it_otherwise_loses(tmp_path):
     build_arpa(["look at the map", "look at the mat", "the cat sat on the mat"], tmp_path / "lm.arpa", 3)
     lm = str(tmp_path / "lm.arpa")
@@ -249,6 +263,7 @@ def test_tune_and_eval_commands(overfit, tmp_path, capsys):
     assert settings["dev_wer"] == min(r["wer"] for r in settings["grid"]) < settings["greedy_dev_wer"]
     best = min(settings["grid"], key=lambda r: (r["wer"], r["cer"]))  # ties go to the lower CER
     assert (settings["lm_weight"], settings["word_score"]) == (best["lm_weight"], best["word_score"])
+    assert settings["silence_score"] == 0  # the default grid has silence score 0 only
     # The LM repairs the held-out voice. (Which row wins depends on the tiny model's CPU-dependent
     # errors: with AVX-512 lm_weight 1; without, lm_weight 0 + word_score 1, the lexicon alone, tied
     # it on WER at a lower CER.)
@@ -256,12 +271,15 @@ def test_tune_and_eval_commands(overfit, tmp_path, capsys):
     assert load_settings(lm)["lm_weight"] == settings["lm_weight"]
     # --metric cer picks the lowest dev CER instead (ties to the lower WER)
     assert main(["lm", "tune", str(dev), "--model", str(overfit["path"]), "--lm", str(lm),
-                 "--lm-weights", "0", "1", "--word-scores", "0", "1", "--beam-size", "16", "--metric", "cer"]) == 0
+                 "--lm-weights", "0", "1", "--word-scores", "0", "1", "--beam-size", "16", "--metric", "cer",
+                 "--silence-scores", "0", "-2"]) == 0
     assert "best by CER" in capsys.readouterr().out
     by_cer = json.loads((tmp_path / "lm.arpa.json").read_text())
     best = min(by_cer["grid"], key=lambda r: (r["cer"], r["wer"]))
     assert by_cer["metric"] == "cer" and by_cer["dev_cer"] == best["cer"] == min(r["cer"] for r in by_cer["grid"])
-    assert (by_cer["lm_weight"], by_cer["word_score"]) == (best["lm_weight"], best["word_score"])
+    assert len(by_cer["grid"]) == 8 and {r["silence_score"] for r in by_cer["grid"]} == {0, -2}
+    assert [by_cer[k] for k in ("lm_weight", "word_score", "silence_score")] == \
+        [best[k] for k in ("lm_weight", "word_score", "silence_score")]
     assert main(["lm", "eval", str(dev), "--model", str(overfit["path"]), "--lm", str(lm)]) == 0
     assert "beam+LM WER" in capsys.readouterr().out
     # transcribe uses the tuned settings next to the LM

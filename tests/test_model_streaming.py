@@ -6,7 +6,7 @@ import torch
 
 from asr.decoding import greedy_decode
 from asr.features import LogMel
-from asr.model import AcousticModel, ModelConfig, widen_hidden, widen_lookahead
+from asr.model import AcousticModel, ModelConfig, average_checkpoints, widen_hidden, widen_lookahead
 from asr.streaming import StreamingRecognizer
 from asr.transcribe import batch_logits
 
@@ -137,6 +137,29 @@ def test_checkpoint_roundtrip(tmp_path):
     torch.testing.assert_close(loaded.normalizer.mean, model.normalizer.mean)
     x = torch.randn(1, 90, 80)
     torch.testing.assert_close(loaded(x)[0], model(x)[0])
+
+
+def test_average_checkpoints_is_the_mean_of_fine_tunes_of_one_model(tmp_path):
+    from asr.cli import main
+
+    a = random_model(5)
+    b = random_model(6)
+    b.normalizer.set_stats(a.normalizer.mean, a.normalizer.std)  # "fine-tunes": same feature statistics
+    a.save(tmp_path / "a.pt")
+    torch.save({"model": b.checkpoint(), "optimizer": {}}, tmp_path / "last.pt")  # a training checkpoint
+    assert main(["average", str(tmp_path / "a.pt"), str(tmp_path / "last.pt"), "-o", str(tmp_path / "soup.pt")]) == 0
+    soup = AcousticModel.load(tmp_path / "soup.pt")
+    for name, weight in soup.state_dict().items():
+        torch.testing.assert_close(weight, (a.state_dict()[name] + b.state_dict()[name]) / 2)
+    assert not torch.equal(soup.rnn.weight_hh_l0, a.rnn.weight_hh_l0)
+    # models that are not fine-tunes of one model are refused, naming the file
+    random_model(7).save(tmp_path / "other_stats.pt")
+    AcousticModel(ModelConfig(hidden=32, layers=3)).save(tmp_path / "other_config.pt")
+    with pytest.raises(ValueError, match="other_stats.pt: feature statistics"):
+        average_checkpoints([tmp_path / "a.pt", tmp_path / "other_stats.pt"])
+    with pytest.raises(SystemExit, match="other_config.pt: config differs"):
+        main(["average", str(tmp_path / "a.pt"), str(tmp_path / "other_config.pt"), "-o", str(tmp_path / "x.pt")])
+    assert not (tmp_path / "x.pt").exists()
 
 
 def test_load_errors_name_the_file(tmp_path):
