@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -214,7 +215,7 @@ def cmd_lm(args: argparse.Namespace) -> int:
         model = load_model(args.model)
         if args.lm_command == "tune":
             lm.tune(model, args.lm, args.data, args.lm_weights, args.word_scores, args.beam_size, args.limit,
-                    metric=args.metric, silence_scores=args.silence_scores)
+                    metric=args.metric, silence_scores=args.silence_scores, jobs=args.jobs)
             return 0
         from .transcribe import make_decoder
 
@@ -289,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     # synthetic dev set together with a higher word score (README, accuracy).
     q.add_argument("--silence-scores", type=float, nargs="+", default=[0.0],
                    help="word-boundary scores to try (default: 0 only), e.g. 0 -1 -2")
+    q.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="decode this many grid points at once (default: all cores)")
     q.add_argument("--beam-size", type=int, default=LM_BEAM_SIZE)
     q.add_argument("--metric", choices=["wer", "cer"], default="wer",
                    help="pick the setting with the lowest dev WER (default) or CER")

@@ -232,32 +232,64 @@ def score_decoder(data: Sequence[tuple[str, "object"]], vocab: Sequence[str], de
     return error_rates([ref for ref, _ in data], hyps)
 
 
+def _score_setting(args: tuple) -> dict:
+    """One grid point of tune(): decode the dev logits with one setting (runs in a worker process)."""
+    from .decoding import BeamSearchDecoder
+
+    data, vocab, lm, beam_size, (weight, bonus, silence) = args
+    decoder = BeamSearchDecoder(vocab, lm, lm_weight=weight, word_score=bonus, silence_score=silence,
+                                beam_size=beam_size)
+    rates = score_decoder(data, vocab, decoder)
+    return {"lm_weight": weight, "word_score": bonus, "silence_score": silence, "wer": rates.wer, "cer": rates.cer}
+
+
+_TUNE_DATA: tuple = ()  # (logits, vocab): inherited by forked workers instead of pickled to each task
+
+
+def _score_forked(args: tuple) -> dict:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core already
+    return _score_setting(_TUNE_DATA + args)
+
+
+def _log_row(log, row: dict) -> dict:
+    log(f"{row['lm_weight']:>9g} {row['word_score']:>10g} {row['silence_score']:>7g} {100 * row['wer']:>7.2f} "
+        f"{100 * row['cer']:>7.2f}")
+    return row
+
+
 def tune(model, lm: PathLike, sources: Sequence[PathLike], lm_weights: Sequence[float],
          word_scores: Sequence[float], beam_size: int = LM_BEAM_SIZE, limit: Optional[int] = None,
-         log=print, metric: str = "wer", silence_scores: Sequence[float] = (0.0,)) -> dict:
+         log=print, metric: str = "wer", silence_scores: Sequence[float] = (0.0,), jobs: int = 1) -> dict:
     """Grid search of LM weight x word insertion score x silence score by dev-set WER (or CER: `metric`);
-    saves the best next to the LM.
+    saves the best next to the LM. The model runs once; `jobs` processes decode grid points in parallel
+    (flashlight's search is single-threaded).
 
     Returns the saved settings: {"lm_weight", "word_score", "silence_score", "metric", "dev_wer", "dev_cer",
     "greedy_dev_wer", "greedy_dev_cer", "beam_size", "dev", "grid"}.
     """
+    global _TUNE_DATA
     if metric not in ("wer", "cer"):
         raise ValueError(f"metric must be wer or cer, not {metric!r}")
-    from .decoding import BeamSearchDecoder
-
     vocab = model.config.vocab
     data = corpus_logits(model, sources, limit)
     greedy = score_decoder(data, vocab)
     log(f"{len(data)} utterances, {greedy.words} words; greedy WER {100 * greedy.wer:.2f}%")
     log(f"{'lm_weight':>9} {'word_score':>10} {'silence':>7} {'WER %':>7} {'CER %':>7}")
-    grid = []
-    for weight, bonus, silence in itertools.product(lm_weights, word_scores, silence_scores):
-        decoder = BeamSearchDecoder(vocab, str(lm), lm_weight=weight, word_score=bonus, silence_score=silence,
-                                    beam_size=beam_size)
-        rates = score_decoder(data, vocab, decoder)
-        grid.append({"lm_weight": weight, "word_score": bonus, "silence_score": silence, "wer": rates.wer,
-                     "cer": rates.cer})
-        log(f"{weight:>9g} {bonus:>10g} {silence:>7g} {100 * rates.wer:>7.2f} {100 * rates.cer:>7.2f}")
+    points = list(itertools.product(lm_weights, word_scores, silence_scores))
+    if jobs > 1 and len(points) > 1:
+        import multiprocessing
+
+        _TUNE_DATA = (data, vocab)
+        try:
+            with multiprocessing.get_context("fork").Pool(min(jobs, len(points))) as pool:
+                rows = pool.imap(_score_forked, [(str(lm), beam_size, p) for p in points])
+                grid = [_log_row(log, r) for r in rows]
+        finally:
+            _TUNE_DATA = ()
+    else:
+        grid = [_log_row(log, _score_setting((data, vocab, str(lm), beam_size, p))) for p in points]
     other = "cer" if metric == "wer" else "wer"
     best = min(grid, key=lambda r: (r[metric], r[other]))  # ties go to the better other rate
     settings = {"lm_weight": best["lm_weight"], "word_score": best["word_score"],

@@ -256,7 +256,7 @@ def test_tune_and_eval_commands(overfit, tmp_path, capsys):
     lm = tmp_path / "lm.arpa"
     assert main(["lm", "build", str(tmp_path / "text.txt"), "-o", str(lm), "--order", "3"]) == 0
     assert main(["lm", "tune", str(dev), "--model", str(overfit["path"]), "--lm", str(lm),
-                 "--lm-weights", "0", "1", "--word-scores", "0", "1", "--beam-size", "16"]) == 0
+                 "--lm-weights", "0", "1", "--word-scores", "0", "1", "--beam-size", "16", "--jobs", "1"]) == 0
     out = capsys.readouterr().out
     settings = json.loads((tmp_path / "lm.arpa.json").read_text())
     assert len(settings["grid"]) == 4 and "best by WER: lm_weight" in out
@@ -272,12 +272,14 @@ def test_tune_and_eval_commands(overfit, tmp_path, capsys):
     # --metric cer picks the lowest dev CER instead (ties to the lower WER)
     assert main(["lm", "tune", str(dev), "--model", str(overfit["path"]), "--lm", str(lm),
                  "--lm-weights", "0", "1", "--word-scores", "0", "1", "--beam-size", "16", "--metric", "cer",
-                 "--silence-scores", "0", "-2"]) == 0
+                 "--silence-scores", "0", "-2", "--jobs", "2"]) == 0
     assert "best by CER" in capsys.readouterr().out
     by_cer = json.loads((tmp_path / "lm.arpa.json").read_text())
     best = min(by_cer["grid"], key=lambda r: (r["cer"], r["wer"]))
     assert by_cer["metric"] == "cer" and by_cer["dev_cer"] == best["cer"] == min(r["cer"] for r in by_cer["grid"])
     assert len(by_cer["grid"]) == 8 and {r["silence_score"] for r in by_cer["grid"]} == {0, -2}
+    # two worker processes score the grid points exactly as one process does
+    assert [r for r in by_cer["grid"] if r["silence_score"] == 0] == settings["grid"]
     assert [by_cer[k] for k in ("lm_weight", "word_score", "silence_score")] == \
         [best[k] for k in ("lm_weight", "word_score", "silence_score")]
     assert main(["lm", "eval", str(dev), "--model", str(overfit["path"]), "--lm", str(lm)]) == 0
