@@ -1,4 +1,5 @@
-"""The synthetic recipe, end to end at toy size: synthesize -> train -> 4 fine-tunes -> calibrate word timing -> eval."""
+"""The synthetic recipe, end to end at toy size: synthesize -> train -> 4 fine-tunes -> 4 more, averaged ->
+calibrate word timing -> eval."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from asr.model import AcousticModel
 from asr.synthesize import KOKORO_SPEAKER_BASE
@@ -25,18 +27,19 @@ def test_synthetic_recipe_runs_every_stage(tmp_path):
     env = dict(os.environ, OUT=str(tmp_path / "corpus"), EXP=str(tmp_path / "exp"), HOURS_TRAIN="0.03",
                HOURS_DEV="0.01", HOURS_TEST="0.01", EPOCHS="1", FT_EPOCHS="1", PV_EPOCHS="1", KOKORO_EPOCHS=str(int(kokoro)),
                AWB_EPOCHS=str(int(kokoro)), BLENDS_HOURS="0.03", AWB_HOURS="0.01", LOOKAHEAD="2",
+               SOUP_EPOCHS="1", FOREIGN_HOURS="0.01", WORLD_HOURS="0.01",
                HIDDEN="32", LAYERS="1", NPROC="1", JOBS="2")
     proc = subprocess.run(["bash", "recipes/synthetic/run.sh"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     # stage 2 fine-tunes stage 1, stage 3 fine-tunes stage 2 on the pitch-variant corpus, stage 4
     # fine-tunes stage 3 on the corpus with Kokoro voices added, stage 5 fine-tunes stage 4 on the
-    # blends + awb corpora with look-ahead
+    # blends + awb corpora with look-ahead, stage 6 averages stage 5 and four more fine-tunes
     assert (tmp_path / "exp" / "finetune" / "best.pt").exists()
-    model = AcousticModel.load(tmp_path / "exp" / ("awb" if kokoro else "pitch") / "best.pt")
+    model = AcousticModel.load(tmp_path / "exp" / ("soup.pt" if kokoro else "pitch/best.pt"))
     assert model.config.hidden == 32 and model.word_delay != (0.0, 0.0)
     assert model.config.lookahead == (2 if kokoro else 0)
-    assert proc.stderr.count("initialized from") == 2 + 2 * kokoro
+    assert proc.stderr.count("initialized from") == 2 + 6 * kokoro
     assert json.loads((tmp_path / "corpus-pitch" / "synthesize.json").read_text())["pitch_variants"]
     assert "word delay:" in proc.stdout and "WER" in proc.stdout
     errors = [json.loads(line) for line in (tmp_path / "exp" / "errors-test.jsonl").read_text().splitlines()]
@@ -49,4 +52,9 @@ def test_synthetic_recipe_runs_every_stage(tmp_path):
         assert awb["engines"] == ["flite"] and awb["train_voices"] == "flite:awb"
         assert not list((tmp_path / "corpus-awb" / "dev").rglob("*.flac"))  # awb was dev's only flite voice
         assert any(int(e["speaker"]) >= KOKORO_SPEAKER_BASE for e in errors), [e["speaker"] for e in errors]
+        assert json.loads((tmp_path / "corpus-foreign" / "synthesize.json").read_text())["foreign_diphones"]
+        assert (tmp_path / "corpus-world" / "train" / "SPEAKERS.tsv").exists()
+        members = [AcousticModel.load(tmp_path / "exp" / d / "best.pt")
+                   for d in ("awb", "more", "foreign", "foreign4", "world")]
+        torch.testing.assert_close(model.head.weight, sum(m.head.weight for m in members) / 5)
     assert any(p.suffix == ".flac" for p in (tmp_path / "corpus" / "test").rglob("*"))

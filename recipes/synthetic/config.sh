@@ -46,3 +46,15 @@ AWB_HOURS=${AWB_HOURS:-1.5}
 AWB_EPOCHS=${AWB_EPOCHS:-4}
 AWB_LR=${AWB_LR:-5e-4}
 LOOKAHEAD=${LOOKAHEAD:-0}
+# Stage 6 (needs stage 5): four more 4-epoch fine-tunes — stage 5's data again (lr SOUP_LR, from stage 5),
+# plus FOREIGN_HOURS of 8 foreign festival voices reading English (asr synth --foreign-diphones; from stage
+# 5, and from stage 4 at AWB_LR), plus WORLD_HOURS of WORLD-vocoder voices made from stage 5's data (asr
+# revoice; needs asr[revoice]) — then the bundled model is the mean of the five models' weights (asr
+# average). Each alone was no better than stage 5 on test; their average is. SOUP_EPOCHS=0 skips it.
+OUT_FOREIGN=${OUT_FOREIGN:-${OUT}-foreign}
+FOREIGN_HOURS=${FOREIGN_HOURS:-2}
+FOREIGN_VOICES=${FOREIGN_VOICES:-festival:pc_diphone,festival:lp_diphone,festival:czech_dita,festival:czech_krb,festival:czech_machac,festival:czech_ph,festival:hy_fi_mv_diphone,festival:suo_fi_lj_diphone}
+OUT_WORLD=${OUT_WORLD:-${OUT}-world}
+WORLD_HOURS=${WORLD_HOURS:-2}
+SOUP_EPOCHS=${SOUP_EPOCHS:-4}
+SOUP_LR=${SOUP_LR:-3e-4}

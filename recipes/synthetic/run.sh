@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Synthetic recipe: synthesize the corpus -> train -> fine-tune with channel/reverb augmentation ->
 # fine-tune on pitch-variant voices -> fine-tune with Kokoro voices added -> fine-tune with blended
-# Kokoro voices and flite awb (+ look-ahead) -> calibrate word timing -> evaluate on held-out voices.
+# Kokoro voices and flite awb (+ look-ahead) -> four more fine-tunes averaged -> calibrate word timing ->
+# evaluate on held-out voices.
 # Every stage resumes: rerun after an interruption.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -51,8 +52,26 @@ if [ "$AWB_EPOCHS" -gt 0 ]; then
     synth "$OUT_AWB" --hours-train "$AWB_HOURS" --engines flite --train-voices flite:awb
     train "${common[@]}" "${room[@]}" --train "$OUT_BLENDS/train" "$OUT_AWB/train" --out "$EXP/awb" --init "$model" \
         --epochs "$AWB_EPOCHS" --lr "$AWB_LR" --warmup-steps 50 --lookahead "$LOOKAHEAD" --seed "$((SEED + 4))"
+    stage4="$model"
     model="$EXP/awb/best.pt"
     test="$OUT_BLENDS"  # the same test set as $OUT_KOKORO's
+    if [ "$SOUP_EPOCHS" -gt 0 ]; then
+        # Stage 6: four more fine-tunes of the same lineage, then the mean of their weights and stage 5's.
+        synth "$OUT_FOREIGN" --hours-train "$FOREIGN_HOURS" --engines festival --foreign-diphones \
+            --train-voices "$FOREIGN_VOICES"
+        asr revoice "$OUT_BLENDS/train" "$OUT_AWB/train" --out "$OUT_WORLD/train" --hours "$WORLD_HOURS" \
+            --seed "$SEED" --jobs "$JOBS"
+        stage5=("${common[@]}" "${room[@]}" --warmup-steps 50 --epochs "$SOUP_EPOCHS" --lookahead "$LOOKAHEAD"
+                --train "$OUT_BLENDS/train" "$OUT_AWB/train")
+        from5=(--init "$model" --lr "$SOUP_LR" --seed "$((SEED + 5))")
+        train "${stage5[@]}" "${from5[@]}" --out "$EXP/more"
+        train "${stage5[@]}" "$OUT_FOREIGN/train" "${from5[@]}" --out "$EXP/foreign"
+        train "${stage5[@]}" "$OUT_FOREIGN/train" --init "$stage4" --lr "$AWB_LR" --seed "$((SEED + 4))" \
+            --out "$EXP/foreign4"
+        train "${stage5[@]}" "$OUT_WORLD/train" "${from5[@]}" --out "$EXP/world"
+        asr average "$model" "$EXP"/{more,foreign,foreign4,world}/best.pt -o "$EXP/soup.pt"
+        model="$EXP/soup.pt"
+    fi
 fi
 
 asr calibrate-timing "$model"
