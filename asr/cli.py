@@ -98,11 +98,14 @@ def cmd_listen(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, pocketsphinx_recognizer, print_summary, speaker_groups
 
+    from .transcribe import make_decoder
+
     model = load_model(args.model, args.int8)
     try:
         groups = speaker_groups(args.groups) if args.groups else None
+        decoder = make_decoder(model.config.vocab, args.lm, args.beam_size)
         peer = pocketsphinx_recognizer() if args.peer == "pocketsphinx" else None
-        ev = evaluate(model, args.data, Path(args.output) if args.output else None, peer=peer)
+        ev = evaluate(model, args.data, Path(args.output) if args.output else None, peer=peer, decoder=decoder)
     except (ValueError, OSError) as e:
         error(str(e))
         return 1
@@ -266,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", nargs="+", help="corpus folders (speaker/chapter/*.flac + *.trans.txt) or manifests")
     p.add_argument("--model", help="model checkpoint (default: bundled)")
     p.add_argument("--int8", action="store_true", help="evaluate the int8-quantized model")
+    p.add_argument("--lm", help="decode with beam search and this word n-gram LM (its tuned LM.json settings)")
+    p.add_argument("--beam-size", type=int, default=0,
+                   help=f"beam search with this beam (default: greedy; {LM_BEAM_SIZE} with --lm)")
     p.add_argument("--output", help="write per-utterance reference, hypothesis and errors (jsonl) here")
     p.add_argument("--peer", choices=["pocketsphinx"], help="also run this recognizer on the same audio")
     p.add_argument("--groups", metavar="TSV:COLUMN",

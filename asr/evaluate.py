@@ -58,8 +58,10 @@ def utterance_errors(reference: str, hypothesis: str) -> dict:
 
 
 @torch.inference_mode()
-def recognize_batches(model: AcousticModel, batches: Iterable[Optional[dict]]) -> Iterable[tuple[str, str, str]]:
-    """Greedy-decodes collated batches; yields (id, reference, hypothesis)."""
+def recognize_batches(model: AcousticModel, batches: Iterable[Optional[dict]],
+                      decoder=None) -> Iterable[tuple[str, str, str]]:
+    """Decodes collated batches greedily (or with `decoder`, a BeamSearchDecoder); yields (id, reference,
+    hypothesis)."""
     model.eval()
     logmel = LogMel(model.config.n_mels)
     for batch in batches:
@@ -68,7 +70,9 @@ def recognize_batches(model: AcousticModel, batches: Iterable[Optional[dict]]) -
         feats = logmel(batch["waveforms"])
         logits, out_lengths, _ = model(feats, batch_lengths(batch["waveform_lengths"]), exact_final_state=False)
         for i in range(logits.shape[0]):
-            hyp = greedy_decode(logits[i, : out_lengths[i]], model.config.vocab).text
+            utterance = logits[i, : out_lengths[i]]
+            best = decoder.decode(utterance) if decoder is not None else greedy_decode(utterance, model.config.vocab)
+            hyp = best.text
             yield batch["ids"][i], batch["texts"][i], hyp
 
 
@@ -118,9 +122,10 @@ class Evaluation:
 
 
 def evaluate(model: AcousticModel, sources: Sequence[str], output: Optional[Path] = None,
-             batch_seconds: float = 200.0, peer: Optional[Callable[[np.ndarray], str]] = None) -> Evaluation:
+             batch_seconds: float = 200.0, peer: Optional[Callable[[np.ndarray], str]] = None,
+             decoder=None) -> Evaluation:
     """Scores `model` (and optionally a peer recognizer on the same audio) on LibriSpeech-layout
-    folders or jsonl manifests; optional per-utterance jsonl."""
+    folders or jsonl manifests, greedy or with `decoder` (a BeamSearchDecoder); optional per-utterance jsonl."""
     from .audio import load_audio
     from .data import BucketingBatchSampler, SpeechDataset, collate, load_manifest
 
@@ -131,7 +136,7 @@ def evaluate(model: AcousticModel, sources: Sequence[str], output: Optional[Path
     sampler = BucketingBatchSampler([u.duration for u in utts], batch_seconds, shuffle=False)
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
     t0 = time.perf_counter()
-    hyps = {i: (r, h) for i, r, h in recognize_batches(model, loader)}
+    hyps = {i: (r, h) for i, r, h in recognize_batches(model, loader, decoder)}
     ours = time.perf_counter() - t0  # includes decoding the audio files, as a user's run would
     rows, peer_seconds = [], 0.0
     for u in sorted(utts, key=lambda u: u.id):

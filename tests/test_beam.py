@@ -283,7 +283,14 @@ def test_tune_and_eval_commands(overfit, tmp_path, capsys):
     assert [by_cer[k] for k in ("lm_weight", "word_score", "silence_score")] == \
         [best[k] for k in ("lm_weight", "word_score", "silence_score")]
     assert main(["lm", "eval", str(dev), "--model", str(overfit["path"]), "--lm", str(lm)]) == 0
-    assert "beam+LM WER" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    beam_wer = float(out.split("beam+LM WER ")[1].split("%")[0])
+    # asr eval --lm decodes the same way (tuned settings), with its per-utterance output and groups
+    assert main(["eval", str(dev), "--model", str(overfit["path"]), "--lm", str(lm),
+                 "--output", str(tmp_path / "rows.jsonl")]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    wer = 100 * jiwer.wer([r["ref"] for r in rows], [r["hyp"] for r in rows])
+    assert round(wer, 2) == beam_wer
     # transcribe uses the tuned settings next to the LM
     assert main(["transcribe", str(overfit["wav_paths"][0]), "--model", str(overfit["path"]), "--lm", str(lm),
                  "--hotword", "door:1"]) == 0
