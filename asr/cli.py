@@ -97,13 +97,15 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, pocketsphinx_recognizer, print_summary, speaker_groups
-
     from .transcribe import make_decoder
 
     model = load_model(args.model, args.int8)
     try:
         groups = speaker_groups(args.groups) if args.groups else None
-        decoder = make_decoder(model.config.vocab, args.lm, args.beam_size)
+        try:
+            decoder = make_decoder(model.config.vocab, args.lm, args.beam_size)
+        except RuntimeError as e:  # KenLM could not read the LM file
+            raise ValueError(f"{args.lm}: {e}") from None
         peer = pocketsphinx_recognizer() if args.peer == "pocketsphinx" else None
         ev = evaluate(model, args.data, Path(args.output) if args.output else None, peer=peer, decoder=decoder)
     except (ValueError, OSError) as e:

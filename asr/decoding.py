@@ -194,9 +194,8 @@ class BeamSearchDecoder:
 
     def __init__(self, vocab: Sequence[str], lm: Optional[str] = None, *, lm_weight: float = 0.5,
                  word_score: float = 0.0, silence_score: float = 0.0, beam_size: Optional[int] = None,
-                 beam_threshold: float = 25.0,
-                 hotwords: Optional[dict[str, float]] = None, lexicon_words: Optional[Sequence[str]] = None,
-                 blank: int = 0):
+                 beam_threshold: float = 25.0, hotwords: Optional[dict[str, float]] = None,
+                 lexicon_words: Optional[Sequence[str]] = None, blank: int = 0):
         from torchaudio.models.decoder import ctc_decoder
 
         self.vocab = list(vocab)

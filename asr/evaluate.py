@@ -13,7 +13,7 @@ import jiwer
 import numpy as np
 import torch
 
-from .decoding import greedy_decode
+from .decoding import BeamSearchDecoder, greedy_decode
 from .features import LogMel, batch_lengths
 from .model import AcousticModel
 from .tokenizer import normalize_text
@@ -59,7 +59,7 @@ def utterance_errors(reference: str, hypothesis: str) -> dict:
 
 @torch.inference_mode()
 def recognize_batches(model: AcousticModel, batches: Iterable[Optional[dict]],
-                      decoder=None) -> Iterable[tuple[str, str, str]]:
+                      decoder: Optional[BeamSearchDecoder] = None) -> Iterable[tuple[str, str, str]]:
     """Decodes collated batches greedily (or with `decoder`, a BeamSearchDecoder); yields (id, reference,
     hypothesis)."""
     model.eval()
@@ -123,7 +123,7 @@ class Evaluation:
 
 def evaluate(model: AcousticModel, sources: Sequence[str], output: Optional[Path] = None,
              batch_seconds: float = 200.0, peer: Optional[Callable[[np.ndarray], str]] = None,
-             decoder=None) -> Evaluation:
+             decoder: Optional[BeamSearchDecoder] = None) -> Evaluation:
     """Scores `model` (and optionally a peer recognizer on the same audio) on LibriSpeech-layout
     folders or jsonl manifests, greedy or with `decoder` (a BeamSearchDecoder); optional per-utterance jsonl."""
     from .audio import load_audio

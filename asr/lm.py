@@ -233,7 +233,7 @@ def score_decoder(data: Sequence[tuple[str, "object"]], vocab: Sequence[str], de
 
 
 def _score_setting(args: tuple) -> dict:
-    """One grid point of tune(): decode the dev logits with one setting (runs in a worker process)."""
+    """One grid point of tune(): decode the dev logits with one setting (in-process or in a worker)."""
     from .decoding import BeamSearchDecoder
 
     data, vocab, lm, beam_size, (weight, bonus, silence) = args
