@@ -61,14 +61,15 @@ if [ "$AWB_EPOCHS" -gt 0 ]; then
             --train-voices "$FOREIGN_VOICES"
         asr revoice "$OUT_BLENDS/train" "$OUT_AWB/train" --out "$OUT_WORLD/train" --hours "$WORLD_HOURS" \
             --seed "$SEED" --jobs "$JOBS"
-        stage5=("${common[@]}" "${room[@]}" --warmup-steps 50 --epochs "$SOUP_EPOCHS" --lookahead "$LOOKAHEAD"
-                --train "$OUT_BLENDS/train" "$OUT_AWB/train")
+        # stage 5's options and training data; each run adds its data, init, lr and seed
+        again=("${common[@]}" "${room[@]}" --warmup-steps 50 --epochs "$SOUP_EPOCHS" --lookahead "$LOOKAHEAD"
+               --train "$OUT_BLENDS/train" "$OUT_AWB/train")
         from5=(--init "$model" --lr "$SOUP_LR" --seed "$((SEED + 5))")
-        train "${stage5[@]}" "${from5[@]}" --out "$EXP/more"
-        train "${stage5[@]}" "$OUT_FOREIGN/train" "${from5[@]}" --out "$EXP/foreign"
-        train "${stage5[@]}" "$OUT_FOREIGN/train" --init "$stage4" --lr "$AWB_LR" --seed "$((SEED + 4))" \
+        train "${again[@]}" "${from5[@]}" --out "$EXP/more"
+        train "${again[@]}" "$OUT_FOREIGN/train" "${from5[@]}" --out "$EXP/foreign"
+        train "${again[@]}" "$OUT_FOREIGN/train" --init "$stage4" --lr "$AWB_LR" --seed "$((SEED + 4))" \
             --out "$EXP/foreign4"
-        train "${stage5[@]}" "$OUT_WORLD/train" "${from5[@]}" --out "$EXP/world"
+        train "${again[@]}" "$OUT_WORLD/train" "${from5[@]}" --out "$EXP/world"
         asr average "$model" "$EXP"/{more,foreign,foreign4,world}/best.pt -o "$EXP/soup.pt"
         model="$EXP/soup.pt"
     fi
