@@ -102,10 +102,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model = load_model(args.model, args.int8)
     try:
         groups = speaker_groups(args.groups) if args.groups else None
-        try:
-            decoder = make_decoder(model.config.vocab, args.lm, args.beam_size)
-        except RuntimeError as e:  # KenLM could not read the LM file
-            raise ValueError(f"{args.lm}: {e}") from None
+        decoder = make_decoder(model.config.vocab, args.lm, args.beam_size)
         peer = pocketsphinx_recognizer() if args.peer == "pocketsphinx" else None
         ev = evaluate(model, args.data, Path(args.output) if args.output else None, peer=peer, decoder=decoder)
     except (ValueError, OSError) as e:

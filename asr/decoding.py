@@ -230,8 +230,11 @@ class BeamSearchDecoder:
             word_list = Path(self._tmp.name) / "words.txt"
             word_list.write_text("".join(f"{w}\n" for w in words + ["<unk>"]))
             word_dict = Dictionary(str(word_list))
-            with _quiet_stderr():  # KenLM prints a progress bar and a tip about binary files on every load
-                kenlm = KenLM(str(lm), word_dict)
+            try:
+                with _quiet_stderr():  # KenLM prints a progress bar and a tip about binary files on every load
+                    kenlm = KenLM(str(lm), word_dict)
+            except RuntimeError as e:  # KenLM's message ends with the reason, after C++ source locations
+                raise ValueError(f"{lm}: {str(e).strip().splitlines()[-1]}") from None
             # Boost is in decoder score units (natural-log acoustic scale): flashlight multiplies LM
             # scores by lm_weight, so divide here.
             scale = 1.0 / lm_weight if lm_weight > 0 else 1.0

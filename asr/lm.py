@@ -243,13 +243,18 @@ def _score_setting(args: tuple) -> dict:
     return {"lm_weight": weight, "word_score": bonus, "silence_score": silence, "wer": rates.wer, "cer": rates.cer}
 
 
-_TUNE_DATA: tuple = ()  # (logits, vocab): inherited by forked workers instead of pickled to each task
+_TUNE_DATA: tuple = ()  # a tune worker's (logits, vocab), handed over once when it starts
+
+
+def _tune_worker_init(data: list, vocab: Sequence[str]) -> None:
+    import torch
+
+    global _TUNE_DATA
+    _TUNE_DATA = (data, vocab)  # forked workers inherit initargs: the logits are not pickled
+    torch.set_num_threads(1)  # one process per core already
 
 
 def _score_forked(args: tuple) -> dict:
-    import torch
-
-    torch.set_num_threads(1)  # one process per core already
     return _score_setting(_TUNE_DATA + args)
 
 
@@ -269,7 +274,6 @@ def tune(model, lm: PathLike, sources: Sequence[PathLike], lm_weights: Sequence[
     Returns the saved settings: {"lm_weight", "word_score", "silence_score", "metric", "dev_wer", "dev_cer",
     "greedy_dev_wer", "greedy_dev_cer", "beam_size", "dev", "grid"}.
     """
-    global _TUNE_DATA
     if metric not in ("wer", "cer"):
         raise ValueError(f"metric must be wer or cer, not {metric!r}")
     vocab = model.config.vocab
@@ -281,13 +285,10 @@ def tune(model, lm: PathLike, sources: Sequence[PathLike], lm_weights: Sequence[
     if jobs > 1 and len(points) > 1:
         import multiprocessing
 
-        _TUNE_DATA = (data, vocab)
-        try:
-            with multiprocessing.get_context("fork").Pool(min(jobs, len(points))) as pool:
-                rows = pool.imap(_score_forked, [(str(lm), beam_size, p) for p in points])
-                grid = [_log_row(log, r) for r in rows]
-        finally:
-            _TUNE_DATA = ()
+        with multiprocessing.get_context("fork").Pool(min(jobs, len(points)), _tune_worker_init,
+                                                       (data, vocab)) as pool:
+            rows = pool.imap(_score_forked, [(str(lm), beam_size, p) for p in points])
+            grid = [_log_row(log, r) for r in rows]
     else:
         grid = [_log_row(log, _score_setting((data, vocab, str(lm), beam_size, p))) for p in points]
     other = "cer" if metric == "wer" else "wer"

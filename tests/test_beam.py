@@ -128,6 +128,13 @@ def test_silence_score_decides_where_a_word_boundary_is_uncertain(tmp_path):
     assert make_decoder(VOCAB, lm, silence_score=5.0).decode(logits).text == "sun day"
 
 
+def test_lm_kenlm_cannot_load_is_a_one_line_error_naming_the_file(tmp_path):
+    build_arpa(["the cat sat on the mat"], tmp_path / "unigram.arpa", 1)  # KenLM needs at least bigrams
+    with pytest.raises(ValueError, match=r"unigram\.arpa: .*bigram") as info:
+        BeamSearchDecoder(VOCAB, str(tmp_path / "unigram.arpa"))
+    assert "\n" not in str(info.value)
+
+
 def test_hotword_wins_where_it_otherwise_loses(tmp_path):
     build_arpa(["look at the map", "look at the mat", "the cat sat on the mat"], tmp_path / "lm.arpa", 3)
     lm = str(tmp_path / "lm.arpa")
