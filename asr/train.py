@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-import torchaudio
 
 from .features import LogMel, RunningStats, batch_lengths
+from .training.augment import (WaveformAugment, frequency_warp, random_channel, random_reverb,  # noqa: F401
+                               spec_augment)
 from .model import AcousticModel, ModelConfig, atomic_torch_save, widen_hidden, widen_lookahead
 from .tokenizer import Tokenizer
 from .utils import atomic_path
@@ -36,6 +36,9 @@ class TrainConfig:
     train: list[str]  # LibriSpeech-layout folders or .jsonl manifests
     dev: list[str]
     out: str = "exp/run"
+    # Held-out sets (manifests, folders, text files): training utterances that speak one of their sentences
+    # (2+ words; single words such as digits and commands are vocabulary, not sentences) are dropped.
+    exclude: list[str] = field(default_factory=list)
     epochs: int = 20
     max_steps: int = 0  # stop after this many optimizer steps in total (0 = no limit)
     batch_seconds: float = 160.0  # padded audio seconds per batch (per process)
@@ -53,10 +56,14 @@ class TrainConfig:
     # waveform augmentation
     speeds: list[float] = field(default_factory=lambda: [0.9, 1.0, 1.1])
     noise_prob: float = 0.5
+    noise: list[str] = field(default_factory=list)  # background-noise recordings (files/folders) to mix in
+    real_noise_fraction: float = 0.75  # of the noisy utterances, how many get a recording (rest: white/brown)
     snr_db: tuple[float, float] = (10.0, 40.0)
     gain_db: tuple[float, float] = (-12.0, 6.0)
-    reverb_prob: float = 0.0  # chance of a synthetic room impulse response (RT60 0.1-0.6 s)
+    reverb_prob: float = 0.0  # chance of a room: simulated (rir_bank) or a synthetic decaying tail
+    rir_bank: str = ""  # .npz of room impulse responses (simulated with pyroomacoustics if missing)
     eq_prob: float = 0.0  # chance of a random channel: band limits (phone..wideband) and a +-8 dB peak
+    codec_prob: float = 0.0  # chance of a lossy codec: 8 kHz mu-law or GSM, low-bitrate Opus or MP3
     init: str = ""  # start from this model's weights and feature stats (fine-tuning); its config wins
     precision: str = "fp32"  # or "bf16" (CPU autocast)
     dev_max_utterances: int = 400
@@ -66,122 +73,6 @@ class TrainConfig:
     threads: int = 0  # intra-op threads for the training process; 0 = cores not used by loader workers
     seed: int = 0
     model: dict = field(default_factory=dict)  # ModelConfig overrides (hidden, layers, stack, ...)
-
-
-# ---------------------------------------------------------------- augmentation
-
-
-class WaveformAugment:
-    """Speed perturbation, gain, additive noise, random channel and reverb, seeded per (seed, epoch, item)
-    for exact resume."""
-
-    def __init__(self, cfg: TrainConfig):
-        self.cfg = cfg
-        self.epoch = 0
-
-    def __call__(self, wav: np.ndarray, index: int) -> np.ndarray:
-        rng = np.random.default_rng([self.cfg.seed, self.epoch, index])
-        speed = float(rng.choice(self.cfg.speeds)) if self.cfg.speeds else 1.0
-        x = torch.from_numpy(wav)
-        if speed != 1.0:
-            # Resampling by 1/speed and playing back at 16 kHz changes tempo and pitch (Kaldi-style).
-            x = torchaudio.functional.resample(x, int(round(16000 * speed)), 16000)
-        x = x * (10 ** (rng.uniform(*self.cfg.gain_db) / 20))
-        if rng.random() < self.cfg.noise_prob and x.numel():
-            noise = torch.from_numpy(rng.standard_normal(x.numel()).astype(np.float32))
-            if rng.random() < 0.5:  # brown-ish noise: more low-frequency energy, like rooms and fans
-                noise = torch.cumsum(noise, 0)
-                noise = noise - torch.linspace(0, 1, noise.numel()) * noise[-1]
-            snr = rng.uniform(*self.cfg.snr_db)
-            p_sig = x.pow(2).mean().clamp(min=1e-10)
-            p_noise = noise.pow(2).mean().clamp(min=1e-10)
-            x = x + noise * torch.sqrt(p_sig / (p_noise * 10 ** (snr / 10)))
-        if rng.random() < self.cfg.eq_prob and x.numel():
-            x = random_channel(x, rng)
-        if rng.random() < self.cfg.reverb_prob and x.numel():
-            x = random_reverb(x, rng)
-        return x.clamp(-1, 1).numpy()
-
-
-def random_channel(x: torch.Tensor, rng: np.random.Generator, sample_rate: int = 16000) -> torch.Tensor:
-    """A random microphone/line: high-pass 50-300 Hz, low-pass 3.4-7.5 kHz (phone to wideband),
-    one peaking band +-8 dB. Synthetic voices differ from each other (and from people) mostly in
-    spectral envelope; this teaches the model not to rely on one."""
-    f = torchaudio.functional
-    peak = x.abs().max().clamp(min=1e-10)
-    x = x * (0.2 / peak)  # torchaudio's biquads clamp to [-1, 1]: leave headroom for the boost
-    x = f.highpass_biquad(x, sample_rate, float(rng.uniform(50, 300)))
-    if rng.random() < 0.6:
-        x = f.lowpass_biquad(x, sample_rate, float(rng.uniform(3400, 7500)))
-    center = float(np.exp(rng.uniform(np.log(200), np.log(5000))))
-    x = f.equalizer_biquad(x, sample_rate, center, float(rng.uniform(-8, 8)), Q=float(rng.uniform(0.5, 2)))
-    return x * (peak / 0.2)
-
-
-def random_reverb(x: torch.Tensor, rng: np.random.Generator, sample_rate: int = 16000) -> torch.Tensor:
-    """Convolve with a synthetic room: a direct path plus exponentially decaying noise (RT60 0.1-0.6 s),
-    direct-to-reverberant ratio 0-15 dB. Output keeps the input's length and level."""
-    rt60 = rng.uniform(0.1, 0.6)
-    n = int(rt60 * sample_rate)
-    t = np.arange(n) / sample_rate
-    tail = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)  # -60 dB at rt60
-    tail[: int(0.002 * sample_rate)] = 0.0  # first reflections arrive a few ms after the direct sound
-    drr = 10 ** (rng.uniform(0, 15) / 10)
-    tail *= np.sqrt(1.0 / (drr * max(1e-10, float(np.sum(tail ** 2)))))
-    tail[0] = 1.0
-    y = torchaudio.functional.fftconvolve(x, torch.from_numpy(tail.astype(np.float32)))[: x.numel()]
-    return y * (x.abs().max() / y.abs().max().clamp(min=1e-10))
-
-
-def _mel(f: torch.Tensor) -> torch.Tensor:
-    return 2595.0 * torch.log10(1.0 + f / 700.0)  # HTK mel scale, as LogMel's MelSpectrogram uses
-
-
-def frequency_warp(feats: torch.Tensor, cfg: TrainConfig, generator: torch.Generator,
-                   sample_rate: int = 16000) -> torch.Tensor:
-    """Scale each utterance's spectrum along frequency by a random factor (vocal tract length perturbation).
-
-    Formant positions scale with vocal tract length, and a few synthetic voices cover few lengths: warping
-    the spectrum (without touching tempo, unlike speed perturbation) makes new-sounding speakers.
-    Done on the log-mel bins by linear interpolation at the warped bin centres; bins warped above the
-    top bin take its value.
-    """
-    if cfg.freq_warp <= 0:
-        return feats
-    b, _, n = feats.shape
-    top = _mel(torch.tensor(sample_rate / 2))
-    centres_mel = torch.linspace(0, float(top), n + 2)[1:-1]
-    centres_hz = 700.0 * (10 ** (centres_mel / 2595.0) - 1)
-    step = float(centres_mel[1] - centres_mel[0])
-    out = torch.empty_like(feats)
-    for i in range(b):
-        alpha = 1.0 + cfg.freq_warp * (2 * float(torch.rand((), generator=generator)) - 1)
-        # value at centre f comes from frequency f / alpha of the original spectrum
-        pos = ((_mel(centres_hz / alpha) - centres_mel[0]) / step).clamp(0, n - 1)
-        lo = pos.floor().long()
-        hi = (lo + 1).clamp(max=n - 1)
-        w = (pos - lo).to(feats.dtype)
-        out[i] = feats[i][:, lo] * (1 - w) + feats[i][:, hi] * w
-    return out
-
-
-def spec_augment(feats: torch.Tensor, lengths: torch.Tensor, cfg: TrainConfig,
-                 generator: torch.Generator) -> torch.Tensor:
-    """Frequency and time masks (SpecAugment), filled with each utterance's mean."""
-    feats = feats.clone()
-    b, t, f = feats.shape
-    for i in range(b):
-        n = int(lengths[i])
-        fill = feats[i, :n].mean() if n else 0.0
-        for _ in range(cfg.freq_masks):
-            w = int(torch.randint(0, cfg.freq_mask_width + 1, (1,), generator=generator))
-            s = int(torch.randint(0, max(1, f - w), (1,), generator=generator))
-            feats[i, :, s:s + w] = fill
-        for _ in range(cfg.time_masks):
-            w = int(torch.randint(0, min(cfg.time_mask_width, max(1, n // 5)) + 1, (1,), generator=generator))
-            s = int(torch.randint(0, max(1, n - w), (1,), generator=generator))
-            feats[i, s:s + w] = fill
-    return feats
 
 
 # ---------------------------------------------------------------- loss
@@ -288,7 +179,7 @@ def evaluate_dev(model: AcousticModel, dev_utts: list, tokenizer: Tokenizer, bat
     sampler = BucketingBatchSampler([u.duration for u in dev_utts], batch_seconds, shuffle=False)
     loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate)
     rows = list(recognize_batches(model, loader))
-    return error_rates([r for _, r, _ in rows], [h for _, _, h in rows]).as_dict()
+    return error_rates([r for _, r, _, _ in rows], [h for _, _, h, _ in rows]).as_dict()
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -296,7 +187,7 @@ def train(cfg: TrainConfig) -> dict:
     last.pt (full state, for resume), best.pt (model with the best dev WER), history.json, progress.png."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .data import BucketingBatchSampler, SpeechDataset, collate, load_manifest
+    from .data import BucketingBatchSampler, SpeechDataset, collate, held_out_sentences, load_manifest
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -309,6 +200,11 @@ def train(cfg: TrainConfig) -> dict:
     random.seed(cfg.seed)
 
     train_utts = load_manifest(cfg.train)
+    if cfg.exclude:
+        held = held_out_sentences(cfg.exclude)
+        kept = [u for u in train_utts if u.text not in held]
+        log(f"--exclude: {len(train_utts) - len(kept)} training utterances speak a held-out sentence; dropped")
+        train_utts = kept
     dev_utts = load_manifest(cfg.dev)[: cfg.dev_max_utterances] if cfg.dev else []
     if not train_utts:
         raise SystemExit(f"asr train: no usable training utterances in {cfg.train}")
@@ -476,12 +372,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train", nargs="+", required=True, help="LibriSpeech-layout folders or .jsonl manifests")
     p.add_argument("--dev", nargs="*", default=[], help="dev folders/manifests (for WER and best checkpoint)")
     p.add_argument("--out", default=d.out, help="experiment folder (checkpoints, history, plot)")
+    p.add_argument("--exclude", nargs="*", default=[], metavar="HELD_OUT",
+                   help="dev/test manifests, folders or text files: drop training utterances that speak one of "
+                        "their sentences (of 2+ words)")
     for name in ("epochs", "max_steps", "warmup_steps", "save_every_steps", "num_workers", "threads", "seed",
                  "dev_max_utterances", "stats_utterances"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
-    for name in ("batch_seconds", "lr", "weight_decay", "clip", "noise_prob", "freq_warp", "reverb_prob", "eq_prob"):
+    for name in ("batch_seconds", "lr", "weight_decay", "clip", "noise_prob", "real_noise_fraction", "freq_warp",
+                 "reverb_prob", "eq_prob", "codec_prob"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
     p.add_argument("--speeds", type=float, nargs="*", default=d.speeds)
+    p.add_argument("--snr-db", type=float, nargs=2, default=d.snr_db, metavar=("LOW", "HIGH"),
+                   help="signal-to-noise ratio range of added noise (default %(default)s)")
+    p.add_argument("--noise", nargs="*", default=[], metavar="PATH",
+                   help="background-noise recordings (files or folders) mixed in at --snr-db with --noise-prob")
+    p.add_argument("--rir-bank", default="", metavar="FILE.npz",
+                   help="room impulse responses for --reverb-prob (simulated with pyroomacoustics and saved "
+                        "there if the file is missing); without it, a synthetic decaying tail")
     p.add_argument("--precision", choices=["fp32", "bf16"], default=d.precision)
     p.add_argument("--init", default="", metavar="MODEL",
                    help="fine-tune: start from this model (e.g. assets/model.pt); --layers/--stack/--dropout are ignored")

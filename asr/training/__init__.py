@@ -1,0 +1,1 @@
+"""Training-side tools: augmentation and corpus preparation."""
