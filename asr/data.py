@@ -47,6 +47,7 @@ class Utterance:
     text: str  # normalized with asr.tokenizer.normalize_text
     duration: float  # seconds
     speaker: str
+    source: str = ""  # corpus the clip comes from (manifest field), for per-source results
 
 
 # ---------------------------------------------------------------- scanning
@@ -212,7 +213,7 @@ def read_manifest(path: PathLike) -> list[Utterance]:
                     _problem(audio, f"unreadable audio ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
                     continue
             out.append(Utterance(str(row.get("id") or audio.stem), str(audio), text, float(duration),
-                                 str(row.get("speaker", ""))))
+                                 str(row.get("speaker", "")), str(row.get("source", ""))))
     return out
 
 
@@ -255,6 +256,21 @@ def load_manifest(source: Union[PathLike, Sequence[PathLike]], cache: Optional[P
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     raise ValueError(f"{path}: not a corpus folder or .jsonl manifest")
+
+
+def held_out_sentences(sources: Sequence[PathLike], min_words: int = 2) -> set[str]:
+    """Normalized sentences of dev/test sets (manifests, corpus folders or text files, one sentence a line)
+    that training audio and LM text must not contain. Shorter texts (single words: digits, commands) are
+    vocabulary that every split shares, not sentences, so they are left out."""
+    held: set[str] = set()
+    for source in sources:
+        path = Path(source)
+        if path.is_file() and not path.name.endswith(".jsonl"):
+            texts = [normalize_text(line) for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+        else:
+            texts = [u.text for u in load_manifest(path)]
+        held.update(t for t in texts if len(t.split()) >= min_words)
+    return held
 
 
 # ---------------------------------------------------------------- dataset and batches

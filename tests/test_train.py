@@ -227,3 +227,15 @@ def test_fine_tune_starts_from_the_init_model(tiny_corpus, tmp_path):
     want = widen_hidden(init, 64, seed=3).state_dict()
     for name, tensor in wider.state_dict().items():
         assert torch.equal(tensor, want[name]), name
+
+
+def test_exclude_drops_training_utterances_that_speak_held_out_sentences(tiny_corpus, tmp_path, capsys):
+    from asr.data import held_out_sentences
+
+    held = tmp_path / "test-sentences.txt"
+    # one sentence of the corpus (in another spelling), one that is not in it, and a single word
+    held.write_text("The cat sat on the MAT.\nsomething else entirely\nrain\n")
+    assert held_out_sentences([held]) == {"the cat sat on the mat", "something else entirely"}
+    out = tmp_path / "run"
+    run_train_cli(train_args(tiny_corpus, out, "--epochs", "1", "--exclude", str(held)))
+    assert "--exclude: 1 training utterances speak a held-out sentence; dropped" in capsys.readouterr().err
