@@ -101,7 +101,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, args.int8)
     try:
-        groups = speaker_groups(args.groups) if args.groups else None
+        groups = (args.groups if args.groups == "source" else speaker_groups(args.groups)) if args.groups else None
         decoder = make_decoder(model.config.vocab, args.lm, args.beam_size)
         peer = pocketsphinx_recognizer() if args.peer == "pocketsphinx" else None
         ev = evaluate(model, args.data, Path(args.output) if args.output else None, peer=peer, decoder=decoder)
@@ -273,8 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"beam search with this beam (default: greedy; {LM_BEAM_SIZE} with --lm)")
     p.add_argument("--output", help="write per-utterance reference, hypothesis and errors (jsonl) here")
     p.add_argument("--peer", choices=["pocketsphinx"], help="also run this recognizer on the same audio")
-    p.add_argument("--groups", metavar="TSV:COLUMN",
-                   help="break results down by a speaker table column, e.g. data/synth/SPEAKERS.tsv:engine")
+    p.add_argument("--groups", metavar="source|TSV:COLUMN",
+                   help="break results down by corpus (`source`: the manifest field, else each folder/manifest) "
+                        "or by a speaker table column, e.g. data/synth/SPEAKERS.tsv:engine")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("lm", help="word n-gram LM for beam search: build (ARPA), tune weights, eval")

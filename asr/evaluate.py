@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence, Union
 
 import jiwer
 import numpy as np
@@ -59,9 +60,9 @@ def utterance_errors(reference: str, hypothesis: str) -> dict:
 
 @torch.inference_mode()
 def recognize_batches(model: AcousticModel, batches: Iterable[Optional[dict]],
-                      decoder: Optional[BeamSearchDecoder] = None) -> Iterable[tuple[str, str, str]]:
-    """Decodes collated batches greedily (or with `decoder`, a BeamSearchDecoder); yields (id, reference,
-    hypothesis)."""
+                      decoder: Optional[BeamSearchDecoder] = None) -> Iterable[tuple[str, str, str, str]]:
+    """Decodes collated batches; yields (id, reference, hypothesis, greedy hypothesis). The hypothesis is
+    `decoder`'s (a BeamSearchDecoder) when given, else the greedy one: greedy costs nothing more."""
     model.eval()
     logmel = LogMel(model.config.n_mels)
     for batch in batches:
@@ -71,9 +72,9 @@ def recognize_batches(model: AcousticModel, batches: Iterable[Optional[dict]],
         logits, out_lengths, _ = model(feats, batch_lengths(batch["waveform_lengths"]), exact_final_state=False)
         for i in range(logits.shape[0]):
             utterance = logits[i, : out_lengths[i]]
-            best = decoder.decode(utterance) if decoder is not None else greedy_decode(utterance, model.config.vocab)
-            hyp = best.text
-            yield batch["ids"][i], batch["texts"][i], hyp
+            greedy = greedy_decode(utterance, model.config.vocab).text
+            hyp = decoder.decode(utterance).text if decoder is not None else greedy
+            yield batch["ids"][i], batch["texts"][i], hyp, greedy
 
 
 def write_jsonl_atomic(rows: Iterable[dict], path: Path) -> None:
@@ -125,25 +126,34 @@ def evaluate(model: AcousticModel, sources: Sequence[str], output: Optional[Path
              batch_seconds: float = 200.0, peer: Optional[Callable[[np.ndarray], str]] = None,
              decoder: Optional[BeamSearchDecoder] = None) -> Evaluation:
     """Scores `model` (and optionally a peer recognizer on the same audio) on LibriSpeech-layout
-    folders or jsonl manifests, greedy or with `decoder` (a BeamSearchDecoder); optional per-utterance jsonl."""
+    folders or jsonl manifests, greedy and, with `decoder` (a BeamSearchDecoder), beam search too;
+    optional per-utterance jsonl. Each row's `source` is its manifest's `source` field, else the
+    name of the folder or manifest it came from."""
     from .audio import load_audio
     from .data import BucketingBatchSampler, SpeechDataset, collate, load_manifest
 
-    utts = load_manifest(list(sources))
+    utts = []
+    for source in sources:
+        name = Path(source).stem if Path(source).is_file() else "/".join(Path(source).resolve().parts[-2:])
+        utts += [dataclasses.replace(u, id=f"{len(utts) + i}:{u.id}", source=u.source or name)
+                 for i, u in enumerate(load_manifest(source))]
     if not utts:
         raise ValueError(f"no usable utterances in {', '.join(map(str, sources))}")
     dataset = SpeechDataset(utts, model.tokenizer)
     sampler = BucketingBatchSampler([u.duration for u in utts], batch_seconds, shuffle=False)
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
     t0 = time.perf_counter()
-    hyps = {i: (r, h) for i, r, h in recognize_batches(model, loader, decoder)}
+    hyps = {i: (r, h, g) for i, r, h, g in recognize_batches(model, loader, decoder)}
     ours = time.perf_counter() - t0  # includes decoding the audio files, as a user's run would
     rows, peer_seconds = [], 0.0
-    for u in sorted(utts, key=lambda u: u.id):
+    for u in utts:
         if u.id not in hyps:
             continue  # failed to load; already reported
-        ref, hyp = hyps[u.id]
-        row = {"id": u.id, "speaker": u.speaker, "ref": ref, "hyp": hyp, **utterance_errors(ref, hyp)}
+        ref, hyp, greedy = hyps[u.id]
+        row = {"id": u.id.partition(":")[2], "source": u.source, "speaker": u.speaker, "ref": ref, "hyp": hyp,
+               **utterance_errors(ref, hyp)}
+        if decoder is not None:
+            row["greedy_hyp"] = greedy
         if peer is not None:
             wav = load_audio(u.path)
             t0 = time.perf_counter()
@@ -170,34 +180,40 @@ def speaker_groups(spec: str) -> dict[str, str]:
     return {cols[0]: cols[k] for cols in (line.split("\t") for line in lines[1:]) if len(cols) > k}
 
 
-def print_summary(title: str, ev: Evaluation, groups: Optional[dict[str, str]] = None,
+def print_summary(title: str, ev: Evaluation, groups: Union[None, str, dict[str, str]] = None,
                   peer_name: str = "") -> None:
+    """A table of WER/CER per group: `groups` is "source" (each row's corpus) or {speaker: group}.
+    Greedy, beam search (when the evaluation had a decoder) and the peer recognizer side by side."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title)
-    for col in ("set", "utterances", "words", "WER %", "CER %"):
-        table.add_column(col, justify="right")
+    beam = any("greedy_hyp" in r for r in ev.rows)
+    columns = [("greedy_hyp", "greedy"), ("hyp", "beam+LM")] if beam else [("hyp", "")]
     if peer_name:
-        table.add_column(f"{peer_name} WER %", justify="right")
-        table.add_column(f"{peer_name} CER %", justify="right")
+        columns.append(("peer_hyp", peer_name))
+    table = Table(title=title)
+    for col in ("set", "utterances", "words"):
+        table.add_column(col, justify="right")
+    for _, label in columns:
+        table.add_column(f"{label} WER %".strip(), justify="right")
+        table.add_column(f"{label} CER %".strip(), justify="right")
 
     def add(name: str, rows: list[dict]) -> None:
-        r = ev.rates("hyp", rows)
-        cells = [name, str(r.utterances), str(r.words), f"{100 * r.wer:.2f}", f"{100 * r.cer:.2f}"]
-        if peer_name:
-            p = ev.rates("peer_hyp", rows)
-            cells += [f"{100 * p.wer:.2f}", f"{100 * p.cer:.2f}"]
+        cells = [name, str(len(rows)), str(sum(len(r["ref"].split()) for r in rows))]
+        for key, _ in columns:
+            r = ev.rates(key, rows)
+            cells += [f"{100 * r.wer:.2f}", f"{100 * r.cer:.2f}"]
         table.add_row(*cells)
 
     if groups:
-        names = sorted({groups.get(r["speaker"], "?") for r in ev.rows})
-        for name in names:
-            add(name, [r for r in ev.rows if groups.get(r["speaker"], "?") == name])
+        group_of = (lambda r: r.get("source") or "?") if groups == "source" else \
+            (lambda r: groups.get(r["speaker"], "?"))  # type: ignore[union-attr]
+        for name in sorted({group_of(r) for r in ev.rows}):
+            add(name, [r for r in ev.rows if group_of(r) == name])
     add("all", ev.rows)
     console = Console()
     if not console.is_terminal:  # files and pipes: don't wrap the table at rich's default 80 columns
-        console = Console(width=160)
+        console = Console(width=200)
     console.print(table)
     line = f"audio {ev.audio_seconds:.1f} s; asr RTF {ev.compute_seconds / max(ev.audio_seconds, 1e-9):.4f}"
     if peer_name:
