@@ -39,6 +39,7 @@ class TrainConfig:
     # Held-out sets (manifests, folders, text files): training utterances that speak one of their sentences
     # (2+ words; single words such as digits and commands are vocabulary, not sentences) are dropped.
     exclude: list[str] = field(default_factory=list)
+    repeat: dict[str, int] = field(default_factory=dict)  # {manifest source: times per epoch}, e.g. upsampling
     epochs: int = 20
     max_steps: int = 0  # stop after this many optimizer steps in total (0 = no limit)
     batch_seconds: float = 160.0  # padded audio seconds per batch (per process)
@@ -205,6 +206,8 @@ def train(cfg: TrainConfig) -> dict:
         kept = [u for u in train_utts if u.text not in held]
         log(f"--exclude: {len(train_utts) - len(kept)} training utterances speak a held-out sentence; dropped")
         train_utts = kept
+    if cfg.repeat:  # upsampling: utterances of these sources appear N times per epoch
+        train_utts = [u for u in train_utts for _ in range(cfg.repeat.get(u.source, 1))]
     dev_utts = load_manifest(cfg.dev)[: cfg.dev_max_utterances] if cfg.dev else []
     if not train_utts:
         raise SystemExit(f"asr train: no usable training utterances in {cfg.train}")
@@ -382,6 +385,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                  "reverb_prob", "eq_prob", "codec_prob"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
     p.add_argument("--speeds", type=float, nargs="*", default=d.speeds)
+    p.add_argument("--repeat", nargs="*", default=[], metavar="SOURCE=N", type=_repeat_spec,
+                   help="upsample: utterances whose manifest `source` is SOURCE appear N times per epoch")
     p.add_argument("--snr-db", type=float, nargs=2, default=d.snr_db, metavar=("LOW", "HIGH"),
                    help="signal-to-noise ratio range of added noise (default %(default)s)")
     p.add_argument("--noise", nargs="*", default=[], metavar="PATH",
@@ -403,9 +408,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default 0); with --init, widens the model's look-ahead to this, starting from the same function")
 
 
+def _repeat_spec(spec: str) -> tuple[str, int]:
+    source, _, n = spec.rpartition("=")
+    if not source or not n.isdigit() or int(n) < 1:
+        raise argparse.ArgumentTypeError(f"{spec!r}: expected SOURCE=N with N >= 1")
+    return source, int(n)
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "repeat"}
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+    cfg.repeat = dict(args.repeat)
     cfg.model = {"layers": args.layers, "stack": args.stack, "dropout": args.dropout, "lookahead": args.lookahead}
     if args.hidden:  # only when given: with --init, it asks for widening
         cfg.model["hidden"] = args.hidden

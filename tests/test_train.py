@@ -239,3 +239,18 @@ def test_exclude_drops_training_utterances_that_speak_held_out_sentences(tiny_co
     out = tmp_path / "run"
     run_train_cli(train_args(tiny_corpus, out, "--epochs", "1", "--exclude", str(held)))
     assert "--exclude: 1 training utterances speak a held-out sentence; dropped" in capsys.readouterr().err
+
+
+def test_repeat_upsamples_a_source(tmp_path, capsys):
+    import numpy as np
+
+    rows = []
+    for i, source in enumerate(["words", "words", "sentences"]):
+        sf.write(tmp_path / f"{i}.wav", (0.1 * np.random.default_rng(i).standard_normal(16000)).astype("float32"), 16000)
+        rows.append(json.dumps({"path": f"{i}.wav", "text": "hello there", "source": source}))
+    (tmp_path / "m.jsonl").write_text("\n".join(rows) + "\n")
+    run_train_cli(["--train", str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "run"), *SMALL, "--epochs", "1",
+                   "--repeat", "sentences=3"])
+    assert "5 train utterances" in capsys.readouterr().err  # 2 + 3 x 1
+    with pytest.raises(SystemExit):
+        main(["train", "--train", str(tmp_path / "m.jsonl"), "--repeat", "sentences"])
