@@ -254,3 +254,18 @@ def test_repeat_upsamples_a_source(tmp_path, capsys):
     assert "5 train utterances" in capsys.readouterr().err  # 2 + 3 x 1
     with pytest.raises(SystemExit):
         main(["train", "--train", str(tmp_path / "m.jsonl"), "--repeat", "sentences"])
+
+
+def test_peer_transcripts_are_cached_by_audio_content(tmp_path):
+    import numpy as np
+
+    from asr.evaluate import PeerCache
+
+    calls = []
+    cache = PeerCache(lambda w: calls.append(len(w)) or f"{len(w)} samples", "fake-peer", tmp_path)
+    a, b = np.zeros(100, dtype=np.float32), np.ones(100, dtype=np.float32)
+    assert cache(a) == "100 samples" and cache.computed
+    assert cache(a) == "100 samples" and not cache.computed
+    assert cache(b) == "100 samples" and cache.computed
+    assert calls == [100, 100]
+    assert PeerCache(lambda w: "other", "another-peer", tmp_path)(a) == "other"  # caches are per peer
