@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -229,6 +231,50 @@ def average_checkpoints(paths: Sequence[Union[str, Path]]) -> AcousticModel:
     soup.load_state_dict(mean)
     soup.word_delay = first.word_delay
     return soup.eval()
+
+
+# The bundled model: assets/ beside the package in a source checkout, installed with it by `pip install .`.
+ASSETS = Path(__file__).resolve().parent / "assets" if (Path(__file__).resolve().parent / "assets").is_dir() \
+    else Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_MODEL = ASSETS / "model.pt"
+
+
+def load_model(path: Union[str, Path, None] = None, int8: bool = False) -> AcousticModel:
+    """The checkpoint at `path` (default: the bundled model), optionally int8-quantized for CPU.
+
+    Raises FileNotFoundError / ValueError with a one-line message naming the file."""
+    if path is None:
+        if not DEFAULT_MODEL.exists():
+            raise FileNotFoundError(f"no model given and no bundled model at {DEFAULT_MODEL}; "
+                                    "pass --model PATH (a checkpoint from `asr train`)")
+        path = DEFAULT_MODEL
+    model = AcousticModel.load(path)
+    return quantize(model) if int8 else model
+
+
+def quantize(model: AcousticModel) -> AcousticModel:
+    """A copy of `model` with GRU/LSTM and Linear weights in int8 (dynamic quantization, CPU).
+
+    Activations are quantized on the fly per call, so the int8 model is not bit-exact across
+    chunkings the way fp32 is: each chunk's input projection gets its own activation scale.
+    The difference is quantization noise (tests bound it), not a change of algorithm.
+    """
+    engines = torch.backends.quantized.supported_engines
+    # fbgemm (x86) is the fast path; qnnpack covers ARM. Pick before quantizing: packing is engine-specific.
+    for engine in ("fbgemm", "x86", "qnnpack"):
+        if engine in engines:
+            torch.backends.quantized.engine = engine
+            break
+    with warnings.catch_warnings():  # torch warns that quantized tensor creation is deprecated; it still works
+        warnings.simplefilter("ignore", UserWarning)
+        q = torch.ao.quantization.quantize_dynamic(
+            copy.deepcopy(model).eval(), {nn.GRU, nn.LSTM, nn.Linear}, dtype=torch.qint8)
+    q.int8 = True  # marker for reports (bench table, load messages)
+    return q
+
+
+def is_quantized(model: nn.Module) -> bool:
+    return bool(getattr(model, "int8", False))
 
 
 def read_checkpoint(path: Union[str, Path]) -> tuple[dict, dict]:

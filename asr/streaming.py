@@ -9,16 +9,22 @@ the current utterance grows, plus, with a beam-search decoder, its logits for wo
 
 `accept_batch` feeds many recognizers that share one model with one log-mel call and one model call
 (`asr serve`); each keeps its own carried state, and the results equal feeding each alone.
+`LiveTranscriber` wraps a recognizer for live input at any sample rate: resampling, endpointing and
+session times; `asr listen`, `asr serve` and the soak benchmark all run through it.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
 from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
 
+from .audio import StreamingResampler, to_mono
 from .decoding import BeamSearchDecoder, GreedyDecoder, Hypothesis, Word, align_words, words
+from .endpoint import EndpointConfig, Endpointer
 from .features import HOP, SAMPLE_RATE, WINDOW, LogMel, StreamingLogMel, num_frames
 from .model import AcousticModel, State
 
@@ -201,3 +207,82 @@ def _state_row(state: State, row: int) -> State:
     if isinstance(state, tuple):
         return tuple(x[:, row:row + 1].clone() for x in state)
     return state[:, row:row + 1].clone()
+
+
+# ---------------------------------------------------------------- live sessions: resampling + endpointing
+
+DIGITAL_SILENCE = 1e-4  # -80 dBFS: below any real microphone's noise floor
+
+
+@dataclass
+class FinalResult:
+    text: str
+    start: float  # session seconds: first word's start
+    end: float  # last word's end
+    words: list[Word] = field(default_factory=list)
+    reason: str = ""  # which endpoint rule ended it, or "end" when the stream stopped
+
+    def to_json(self) -> str:
+        words = [{"word": w.text, "start": w.start, "end": w.end, "confidence": w.confidence} for w in self.words]
+        return json.dumps({"text": self.text, "start": self.start, "end": self.end, "words": words})
+
+
+class LiveTranscriber:
+    """Capture-format blocks in, partial text and final results out; no audio I/O, so it is testable.
+
+    Timestamps are session-absolute: each utterance's word times are offset by the 16 kHz
+    samples fed to the recognizer before its last reset.
+    """
+
+    def __init__(self, model: AcousticModel, input_rate: int, endpoint: Optional[EndpointConfig] = None,
+                 skip_silence_below: float = DIGITAL_SILENCE,
+                 decoder: Optional[Union[GreedyDecoder, BeamSearchDecoder]] = None):
+        self.skip_silence_below = skip_silence_below
+        self.skipped = 0.0  # seconds of digital silence not fed to the model
+        self.recognizer = StreamingRecognizer(model, decoder)
+        self.resampler = StreamingResampler(input_rate, SAMPLE_RATE)
+        self.endpointer = Endpointer(endpoint or EndpointConfig(), model.frame_shift)
+        self.offset = 0.0  # session time at which the current utterance started
+        self.utterances = 0
+
+    def accept(self, block: np.ndarray) -> tuple[str, list[FinalResult]]:
+        """block: (frames,) or (frames, channels) float32 at `input_rate`. Returns (partial, finals)."""
+        samples = self.resampler.accept(to_mono(np.asarray(block, dtype=np.float32)))
+        return self._feed(samples)
+
+    def finish(self) -> list[FinalResult]:
+        """End of the stream: resampler tail in, the last partial becomes a final (if any text)."""
+        _, finals = self._feed(self.resampler.flush())
+        result = self._cut("end")
+        return finals + ([result] if result else [])
+
+    def _feed(self, samples: np.ndarray) -> tuple[str, list[FinalResult]]:
+        finals: list[FinalResult] = []
+        if self.skip_silence_below > 0 and self.recognizer.samples_seen == 0:
+            # Between utterances, digital silence (muted or virtual inputs) is not fed to the model:
+            # it saves CPU and each utterance then starts at its first sound. Real microphones
+            # have a noise floor far above this level, so for them this never triggers.
+            loud = np.flatnonzero(np.abs(samples) > self.skip_silence_below)
+            skip = samples.size if loud.size == 0 else int(loud[0])
+            self.offset += skip / SAMPLE_RATE
+            self.skipped += skip / SAMPLE_RATE
+            samples = samples[skip:]
+        self.endpointer.accept(self.recognizer.accept_logits(samples))
+        reason = self.endpointer.endpoint()
+        if reason is not None:
+            result = self._cut(reason)
+            if result:
+                finals.append(result)
+        return self.recognizer.decoder.text, finals
+
+    def _cut(self, reason: str) -> Optional[FinalResult]:
+        """Close the current utterance and start the next; None when nothing was recognised."""
+        text = self.recognizer.finish().text
+        words = self.recognizer.words(self.offset)
+        self.offset += self.recognizer.seconds_seen
+        self.recognizer.reset()
+        self.endpointer.reset()
+        if not text:
+            return None
+        self.utterances += 1
+        return FinalResult(text, words[0].start, words[-1].end, words, reason)

@@ -55,8 +55,9 @@ def make_decoder(vocab: Sequence[str], lm: Optional[str] = None, beam_size: int 
                  lm_weight: Optional[float] = None, word_score: Optional[float] = None,
                  hotwords: Optional[dict[str, float]] = None,
                  silence_score: Optional[float] = None) -> Optional[BeamSearchDecoder]:
-    """None (greedy) unless an LM or a beam size is given. LM weight, word score and silence score default
-    to the values `asr lm tune` saved next to the LM (lm.arpa.json)."""
+    """None (greedy) unless an LM or a beam size is given. `lm`: an ARPA file, or a KenLM binary with its word
+    list beside it (LM.bin + LM.words.txt, from `python -m asr.training.kenlm build`). LM weight, word score
+    and silence score default to the values `asr lm tune` saved next to the LM (lm.arpa.json)."""
     if not lm and not beam_size:
         if hotwords:
             raise ValueError("hotwords need a word n-gram LM (--lm)")

@@ -87,7 +87,7 @@ def overfit(tmp_path_factory) -> dict:
 
     from asr.features import LogMel, RunningStats
     from asr.model import AcousticModel, ModelConfig
-    from asr.train import ctc_loss
+    from asr.training.train import ctc_loss
     from asr.transcribe import transcribe
 
     torch.manual_seed(0)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from asr.data import read_manifest
+from asr.training.data import read_manifest
 from asr.tokenizer import normalize_text
 from asr.training import asterisk
 from asr.training.asterisk import SPOKEN, main, prepare, prepare_asterisk, prompt_texts

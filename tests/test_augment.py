@@ -9,7 +9,7 @@ import torch
 
 from asr.training.augment import (CODECS, WaveformAugment, apply_rir, load_noises, load_rir_bank, mix_at_snr,
                                   noise_segment, random_codec)
-from asr.train import TrainConfig
+from asr.training.train import TrainConfig
 
 
 def _tone(seconds: float = 1.0, hz: float = 440.0) -> torch.Tensor:

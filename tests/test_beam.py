@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from asr.decoding import BeamSearchDecoder, align_words, beam_decode_speed, greedy_decode, parse_hotwords
-from asr.lm import arpa_vocabulary, build_arpa, load_settings
+from asr.lm import arpa_vocabulary, load_settings
+from asr.training.lm import build_arpa
 from asr.streaming import StreamingRecognizer
 from asr.tokenizer import DEFAULT_VOCAB, Tokenizer
 from asr.transcribe import batch_logits, transcribe
@@ -255,7 +256,7 @@ def test_transcribe_with_lm_gives_aligned_words(overfit, tmp_path):
 
 
 def test_tune_and_eval_commands(overfit, tmp_path, capsys):
-    from asr.cli import main
+    from asr.apps.cli import main
     from conftest import write_librispeech_tree
 
     dev = write_librispeech_tree(tmp_path / "dev", {(1, 1): overfit["texts"]}, voice="en-gb")
@@ -305,7 +306,7 @@ def test_tune_and_eval_commands(overfit, tmp_path, capsys):
 
 
 def test_hotword_without_lm_is_an_error(overfit, tmp_path):
-    from asr.cli import main
+    from asr.apps.cli import main
 
     with pytest.raises(SystemExit, match="--lm"):
         main(["transcribe", str(overfit["wav_paths"][0]), "--model", str(overfit["path"]), "--hotword", "x"])

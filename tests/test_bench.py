@@ -13,8 +13,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr.bench import CHUNK_MS, GRU, INT8, LSTM, PS, BenchResult, Row, render, training_flops_per_audio_second
-from asr.cli import main
+from asr.apps.bench import CHUNK_MS, GRU, INT8, LSTM, PS, BenchResult, Row, render, training_flops_per_audio_second
+from asr.apps.cli import main
 from asr.model import AcousticModel, ModelConfig
 
 

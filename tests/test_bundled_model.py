@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from asr.cli import DEFAULT_MODEL, main
-from asr.evaluate import error_rates
+from asr.apps.cli import main
+from asr.model import DEFAULT_MODEL
+from asr.training.evaluate import error_rates
 
 SAMPLES = Path(__file__).resolve().parent.parent / "assets" / "samples"
 

@@ -1,4 +1,4 @@
-"""asr.data: corpus scanning and manifest cache, dataset/collate, bucketing sampler, download."""
+"""asr.training.data: corpus scanning and manifest cache, dataset/collate, bucketing sampler, download."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr import data
-from asr.data import (BucketingBatchSampler, SpeechDataset, collate, download_librispeech,
+from asr.training import data
+from asr.training.data import (BucketingBatchSampler, SpeechDataset, collate, download_librispeech,
                       load_manifest, read_manifest, scan_librispeech, write_manifest)
 from asr.tokenizer import Tokenizer, normalize_text
 

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from asr.audio import AudioError, load_audio
-from asr.cli import main
+from asr.apps.cli import main
 
 
 def test_tiny_model_overfits_two_utterances(overfit):

@@ -7,9 +7,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr.cli import main
-from asr.evaluate import evaluate
-from asr.export import ExportedStep, StreamingStep, export_step, initial_state, quantize
+from asr.apps.cli import main
+from asr.training.evaluate import evaluate
+from asr.apps.export import ExportedStep, StreamingStep, export_step, initial_state
+from asr.model import quantize
 from asr.features import LogMel
 from asr.streaming import StreamingRecognizer
 from asr.transcribe import batch_logits, transcribe

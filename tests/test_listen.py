@@ -20,7 +20,8 @@ import soundfile as sf
 from asr.audio import StreamingResampler, resample
 from asr.decoding import Word
 from asr.endpoint import EndpointConfig
-from asr.listen import DIGITAL_SILENCE, FinalResult, LiveTranscriber, Printer
+from asr.apps.listen import Printer
+from asr.streaming import DIGITAL_SILENCE, FinalResult, LiveTranscriber
 from asr.transcribe import transcribe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -408,7 +409,7 @@ def fake_sounddevice(audio: np.ndarray, rate: int, overflow_blocks: set[int]):
 
 
 def test_overflows_and_drops_are_counted_and_reported(overfit, tmp_path, monkeypatch, capsys):
-    from asr.cli import main
+    from asr.apps.cli import main
 
     waves = [trim_leading_silence(w) for w in overfit["waves"]]
     audio, _ = session_signal(waves, lead=0.5, gap=1.5)

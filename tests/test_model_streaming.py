@@ -140,7 +140,7 @@ def test_checkpoint_roundtrip(tmp_path):
 
 
 def test_average_checkpoints_is_the_mean_of_fine_tunes_of_one_model(tmp_path):
-    from asr.cli import main
+    from asr.apps.cli import main
 
     a = random_model(5)
     b = random_model(6)

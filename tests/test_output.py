@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from asr.cli import main
+from asr.apps.cli import main
 from asr.decoding import Word
 from asr.output import FORMATS, LINE_CHARS, render, segment_words, wrap_lines, write_transcript
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from asr.model import AcousticModel
-from asr.synthesize import KOKORO_SPEAKER_BASE
+from asr.training.synthesize import KOKORO_SPEAKER_BASE
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr.cli import main
-from asr.data import Utterance, load_manifest
-from asr.revoice import VoiceChange, _pyworld, _revoice_chapter, plan, revoice, warp_envelope
+from asr.apps.cli import main
+from asr.training.data import Utterance, load_manifest
+from asr.training.revoice import VoiceChange, _pyworld, _revoice_chapter, plan, revoice, warp_envelope
 
 from conftest import espeak, write_librispeech_tree
 

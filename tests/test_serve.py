@@ -410,7 +410,7 @@ def test_a_failed_model_step_ends_those_streams_only(model, monkeypatch):
 def test_lm_beam_search_for_streams_and_uploads(model, tmp_path):
     """--lm: every stream has its own beam-search decoder (reused by later streams); results equal
     `asr transcribe --lm` (streaming beam search equals batch decoding) for streams and uploads."""
-    from asr.lm import build_arpa
+    from asr.training.lm import build_arpa
     from asr.transcribe import make_decoder
 
     texts = [line.split("\t")[1] for line in (ROOT / "assets/samples/transcripts.tsv").read_text().splitlines()[1:]]

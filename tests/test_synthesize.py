@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from asr import synthesize as S
+from asr.training import synthesize as S
 from asr.tokenizer import DEFAULT_VOCAB, normalize_text
 
 ENGINES = ["espeak", "flite", "festival"]
@@ -188,7 +188,7 @@ def test_foreign_diphone_voices_speak_english_at_their_own_pitch():
     knows nothing of our model) understands some of the accented English."""
     need("festival")
     pytest.importorskip("pocketsphinx")
-    from asr.evaluate import error_rates, pocketsphinx_recognizer
+    from asr.training.evaluate import error_rates, pocketsphinx_recognizer
 
     texts = ["and he went out from the presence of the king with great joy",
              "the lord said to moses go down and speak to the people"]
@@ -221,7 +221,7 @@ def test_kokoro_speaks_the_english_transcript():
     """Kokoro reads espeak-ng's IPA: PocketSphinx, which knows nothing of our model, must understand it."""
     need_kokoro()
     pytest.importorskip("pocketsphinx")
-    from asr.evaluate import error_rates, pocketsphinx_recognizer
+    from asr.training.evaluate import error_rates, pocketsphinx_recognizer
 
     texts = ["and he went out from the presence of the king with great joy",
              "the lord said to moses go down and speak to the people"]

@@ -1,4 +1,4 @@
-"""Word times of the bundled model against audio whose word boundaries are known (asr.timing)."""
+"""Word times of the bundled model against audio whose word boundaries are known (asr.training.timing)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from asr.cli import DEFAULT_MODEL, main
+from asr.apps.cli import main
+from asr.model import DEFAULT_MODEL
 from asr.model import AcousticModel
-from asr.timing import CALIBRATION_VOICES, audible, spoken_words, word_errors
+from asr.training.timing import CALIBRATION_VOICES, audible, spoken_words, word_errors
 
 TEXT = "the lord spoke to moses in the wilderness of sinai"
 GAPS = [0.3, 0.6, 0.15, 0.4, 0.25, 0.8, 0.2, 0.5, 0.3, 0.35]
@@ -36,7 +37,7 @@ def test_spoken_words_spans_are_where_the_words_are():
 def test_bundled_model_word_times_within_150_ms(engine, voice):
     """Voices other than the calibration (dev) voices: espeak's default voice and the held-out test voice
     flite rms. The reference text is aligned, so only timing is tested, not recognition."""
-    from asr.timing import speaker
+    from asr.training.timing import speaker
 
     assert (engine, voice) not in CALIBRATION_VOICES
     need(engine)

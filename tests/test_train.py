@@ -14,8 +14,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr.cli import main
-from asr.evaluate import error_rates
+from asr.apps.cli import main
+from asr.training.evaluate import error_rates
 from asr.model import AcousticModel, widen_hidden
 
 SMALL = ["--hidden", "48", "--layers", "2", "--num-workers", "0", "--threads", "1", "--batch-seconds", "6",
@@ -54,7 +54,7 @@ def test_resume_after_kill9_continues_exactly(tiny_corpus, tmp_path):
     reference = run_train_cli(train_args(tiny_corpus, tmp_path / "ref", *common))
 
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "asr.train", *train_args(tiny_corpus, out, *common)]
+    cmd = [sys.executable, "-m", "asr.training.train", *train_args(tiny_corpus, out, *common)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
@@ -93,7 +93,7 @@ def test_ddp_two_processes_end_identical(tiny_corpus, tmp_path):
     assert torchrun, "torchrun comes with torch"
     out = tmp_path / "ddp"
     cmd = [torchrun, "--nnodes", "1", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", str(_free_port()), "-m", "asr.train",
+           "--master-port", str(_free_port()), "-m", "asr.training.train",
            *train_args(tiny_corpus, out, "--epochs", "2", "--dev", str(tiny_corpus))]
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
@@ -155,7 +155,8 @@ def test_asr_eval_side_by_side_with_pocketsphinx_by_group(overfit, tmp_path, cap
 
 
 def test_frequency_warp_moves_formants_and_is_seeded():
-    from asr.train import TrainConfig, frequency_warp
+    from asr.training.augment import frequency_warp
+    from asr.training.train import TrainConfig
 
     cfg = TrainConfig(train=[], dev=[])
     feats = torch.randn(3, 20, 80)
@@ -174,7 +175,7 @@ def test_frequency_warp_moves_formants_and_is_seeded():
 def test_random_reverb_and_channel_are_seeded_and_keep_length():
     import numpy as np
 
-    from asr.train import random_channel, random_reverb
+    from asr.training.augment import random_channel, random_reverb
 
     burst = torch.zeros(16000)
     burst[:800] = torch.randn(800) * 0.3
@@ -230,7 +231,7 @@ def test_fine_tune_starts_from_the_init_model(tiny_corpus, tmp_path):
 
 
 def test_exclude_drops_training_utterances_that_speak_held_out_sentences(tiny_corpus, tmp_path, capsys):
-    from asr.data import held_out_sentences
+    from asr.training.data import held_out_sentences
 
     held = tmp_path / "test-sentences.txt"
     # one sentence of the corpus (in another spelling), one that is not in it, and a single word
@@ -259,7 +260,7 @@ def test_repeat_upsamples_a_source(tmp_path, capsys):
 def test_peer_transcripts_are_cached_by_audio_content(tmp_path):
     import numpy as np
 
-    from asr.evaluate import PeerCache
+    from asr.training.evaluate import PeerCache
 
     calls = []
     cache = PeerCache(lambda w: calls.append(len(w)) or f"{len(w)} samples", "fake-peer", tmp_path)

@@ -38,15 +38,14 @@ from ..audio import AudioError, load_audio
 from ..decoding import BeamSearchDecoder, GreedyDecoder
 from ..endpoint import EndpointConfig
 from ..features import SAMPLE_RATE
-from ..listen import FinalResult, LiveTranscriber
-from ..model import AcousticModel
+from ..model import DEFAULT_MODEL, AcousticModel
 from ..output import render
-from ..streaming import StreamingRecognizer, accept_batch
+from ..streaming import FinalResult, LiveTranscriber, StreamingRecognizer, accept_batch
 from ..transcribe import batch_logits, make_decoder, transcript_from_logits
+from .common import command_model
 
 log = logging.getLogger("asr.serve")
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "assets" / "model.pt"
 # The language model used when --lm is not given: None = greedy decoding. When the project bundles an
 # LM, point this at it; every decoder (streams and uploads) is built by `decoder_factory` below.
 DEFAULT_LM: Optional[str] = None
@@ -105,16 +104,6 @@ class StreamError(Exception):
 
     def to_message(self) -> dict:
         return {"type": "error", "code": self.code, "message": self.message}
-
-
-def load_model(path: Optional[str]) -> AcousticModel:
-    """The checkpoint at `path`, default the bundled model (as `asr.cli.load_model`, fp32 only: int8
-    dynamic quantization scales activations per call, so batched results would depend on the batch)."""
-    model_path = Path(path) if path else DEFAULT_MODEL
-    try:
-        return AcousticModel.load(model_path)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"asr: error: {e}") from None
 
 
 class DecoderFactory:
@@ -778,7 +767,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("asr: error: --threads must be >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_model(args.model)
+    # fp32 only: int8 quantizes activations per call, so a stream's result would depend on its batch
+    model = command_model(args.model)
     limits = Limits(max_streams=args.max_streams, max_message_bytes=args.max_message_bytes,
                     max_stream_seconds=args.max_stream_seconds, idle_timeout=args.idle_timeout,
                     max_upload_bytes=args.max_upload_bytes)

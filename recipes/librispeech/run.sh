@@ -12,7 +12,7 @@ args=(--train "${train_dirs[@]}" --dev "$L/$DEV_SUBSET" --out "$EXP" --epochs "$
       --hidden "$HIDDEN" --layers "$LAYERS" --batch-seconds "$BATCH_SECONDS" --lr "$LR"
       --warmup-steps "$WARMUP_STEPS" --num-workers "$NUM_WORKERS")
 if [ "$NPROC" -gt 1 ]; then
-    torchrun --standalone --nproc-per-node "$NPROC" -m asr.train "${args[@]}"
+    torchrun --standalone --nproc-per-node "$NPROC" -m asr.training.train "${args[@]}"
 else
     asr train "${args[@]}"
 fi

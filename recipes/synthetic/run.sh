@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 source recipes/synthetic/config.sh
 
 synth() {  # later options win: a stage may pass its own --engines
-    python -m asr.synthesize --hours-train "$HOURS_TRAIN" --hours-dev "$HOURS_DEV" \
+    python -m asr.training.synthesize --hours-train "$HOURS_TRAIN" --hours-dev "$HOURS_DEV" \
         --hours-test "$HOURS_TEST" --seed "$SEED" --jobs "$JOBS" --engines "$ENGINES" "$@"
 }
 synth "$OUT"
@@ -17,7 +17,7 @@ synth "$OUT"
 train() {
     if [ "$NPROC" -gt 1 ]; then
         # one thread per process, data loaded in-process: the cores go to the model
-        torchrun --standalone --nproc-per-node "$NPROC" -m asr.train "$@" --num-workers 0
+        torchrun --standalone --nproc-per-node "$NPROC" -m asr.training.train "$@" --num-workers 0
     else
         asr train "$@" --num-workers 1
     fi

@@ -28,9 +28,9 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .audio import AudioError, load_audio
-from .tokenizer import Tokenizer, normalize_text
-from .utils import atomic_write
+from ..audio import AudioError, load_audio
+from ..tokenizer import Tokenizer, normalize_text
+from ..utils import atomic_write
 
 log = logging.getLogger("asr")
 

@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from .data import Utterance, load_manifest
-from .utils import atomic_path, atomic_write
+from ..utils import atomic_path, atomic_write
 
 FRAME_PERIOD_MS = 5.0  # WORLD's default analysis step
 PEAK = 0.9  # output peak cap (the source's own peak when lower)

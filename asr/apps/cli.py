@@ -8,44 +8,20 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from .audio import AudioError
-from .lm import LM_BEAM_SIZE
-
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "model.pt"
-
-
-def error(message: str) -> None:
-    print(f"asr: error: {message}", file=sys.stderr, flush=True)
-
-
-def load_model(path: Optional[str], int8: bool = False):
-    """The checkpoint at `path` (default: the bundled model), optionally int8-quantized for CPU."""
-    from .model import AcousticModel
-
-    if path is None:
-        if not DEFAULT_MODEL.exists():
-            raise SystemExit("asr: error: no model given and no bundled model at "
-                             f"{DEFAULT_MODEL}; pass --model PATH (a checkpoint from `asr train`)")
-        path = str(DEFAULT_MODEL)
-    try:
-        model = AcousticModel.load(path)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"asr: error: {e}") from None
-    if int8:
-        from .export import quantize
-
-        model = quantize(model)
-    return model
-
+from ..audio import AudioError
+from ..lm import LM_BEAM_SIZE
+from ..model import DEFAULT_MODEL
+from .common import command_model as load_model
+from .common import error
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
     import torch
 
-    from .audio import load_audio
-    from .features import SAMPLE_RATE
-    from .streaming import StreamingRecognizer
-    from .decoding import align_words, parse_hotwords
-    from .transcribe import batch_logits, make_decoder, transcript_from_logits
+    from ..audio import load_audio
+    from ..features import SAMPLE_RATE
+    from ..streaming import StreamingRecognizer
+    from ..decoding import align_words, parse_hotwords
+    from ..transcribe import batch_logits, make_decoder, transcript_from_logits
 
     model = load_model(args.model, args.int8)
     try:
@@ -78,7 +54,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             text, words = result.text, result.words
         print(f"{file}: {text}", flush=True)
         if args.output_format:
-            from .output import write_transcript
+            from ..output import write_transcript
 
             try:
                 write_transcript(args.output_format, text, words, file, args.output_dir)
@@ -96,8 +72,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate, pocketsphinx_recognizer, print_summary, speaker_groups
-    from .transcribe import make_decoder
+    from ..training.evaluate import evaluate, pocketsphinx_recognizer, print_summary, speaker_groups
+    from ..transcribe import make_decoder
 
     model = load_model(args.model, args.int8)
     try:
@@ -116,13 +92,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import run
+    from ..training.train import run
 
     return run(args)
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from .data import download_librispeech, load_manifest
+    from ..training.data import download_librispeech, load_manifest
 
     failures = 0
     for subset in args.subsets:
@@ -138,7 +114,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_revoice(args: argparse.Namespace) -> int:
-    from .revoice import run
+    from ..training.revoice import run
 
     return run(args)
 
@@ -149,8 +125,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import run
+
+    return run(args)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_step, quantize
+    from ..model import quantize
+    from .export import export_step
 
     model = load_model(args.model)
     try:
@@ -166,9 +149,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate_timing(args: argparse.Namespace) -> int:
-    from . import timing
-    from .model import AcousticModel, atomic_torch_save, read_checkpoint
-    from .synthesize import SynthesisError
+    from ..training import timing
+    from ..model import AcousticModel, atomic_torch_save, read_checkpoint
+    from ..training.synthesize import SynthesisError
 
     try:
         ckpt, inner = read_checkpoint(args.model)  # the whole file: a training checkpoint keeps its optimizer
@@ -194,7 +177,7 @@ def cmd_calibrate_timing(args: argparse.Namespace) -> int:
 
 
 def cmd_average(args: argparse.Namespace) -> int:
-    from .model import average_checkpoints
+    from ..model import average_checkpoints
 
     try:
         soup = average_checkpoints(args.models)
@@ -206,7 +189,7 @@ def cmd_average(args: argparse.Namespace) -> int:
 
 
 def cmd_lm(args: argparse.Namespace) -> int:
-    from . import lm
+    from ..training import lm
 
     try:
         if args.lm_command == "build":
@@ -219,7 +202,7 @@ def cmd_lm(args: argparse.Namespace) -> int:
             lm.tune(model, args.lm, args.data, args.lm_weights, args.word_scores, args.beam_size, args.limit,
                     metric=args.metric, silence_scores=args.silence_scores, jobs=args.jobs)
             return 0
-        from .transcribe import make_decoder
+        from ..transcribe import make_decoder
 
         data = lm.corpus_logits(model, args.data, args.limit)
         greedy = lm.score_decoder(data, model.config.vocab)
@@ -251,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score added at each word boundary (default: tuned value, else 0)")
     p.add_argument("--hotword", action="append", metavar="WORD[:BOOST]",
                    help="favour this word (repeatable; boost in log-score units, default 5; needs --lm)")
-    from .output import FORMATS
+    from ..output import FORMATS
 
     p.add_argument("--output-format", choices=FORMATS,
                    help="also write one file per input (<stem>.<format>) with word times and confidences")
@@ -318,13 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
     # Listed for --help only: main() hands `asr synth ...` to asr.synthesize's own parser.
     sub.add_parser("synth", help="generate a synthetic multi-voice corpus (see recipes/synthetic)")
 
-    from .revoice import add_arguments as add_revoice_arguments
+    from ..training.revoice import add_arguments as add_revoice_arguments
 
     p = sub.add_parser("revoice", help="new voices from a corpus's audio (WORLD vocoder: formants, F0 changed)")
     add_revoice_arguments(p)
     p.set_defaults(func=cmd_revoice)
 
-    from .train import add_arguments
+    from ..training.train import add_arguments
 
     p = sub.add_parser("train", help="train a model with CTC (torchrun for several processes)")
     add_arguments(p)
@@ -335,6 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="speed/latency/memory/throughput table (+ int8, LSTM, PocketSphinx)")
     add_bench_arguments(p)
     p.set_defaults(func=cmd_bench)
+
+    from .serve import add_arguments as add_serve_arguments
+
+    p = sub.add_parser("serve", help="streaming WebSocket server, file transcription over HTTP, a browser page")
+    add_serve_arguments(p)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("calibrate-timing", help="measure how late the model emits words; store the correction")
     p.add_argument("model", help="model checkpoint to calibrate (updated in place unless --output)")
@@ -357,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["synth"]:  # its own parser owns all of its options, --help included
-        from .synthesize import main as synth_main
+        from ..training.synthesize import main as synth_main
 
         return synth_main(argv[1:])
     args = build_parser().parse_args(argv)

@@ -34,8 +34,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .tokenizer import normalize_text
-from .utils import atomic_path, atomic_write
+from ..tokenizer import normalize_text
+from ..utils import atomic_path, atomic_write
 
 SAMPLE_RATE = 16000
 SPLITS = ("train", "dev", "test")
@@ -560,7 +560,7 @@ def _kokoro() -> tuple:
 
 def _kokoro_speak(voice: Voice, text: str) -> np.ndarray:
     """English through Kokoro: espeak-ng's IPA for `text`, spoken with a Kokoro voice style -> 16 kHz."""
-    from .audio import resample
+    from ..audio import resample
 
     try:
         proc = subprocess.run(["espeak-ng", "-q", "--ipa", "-v", KOKORO_ACCENT, text], capture_output=True,
@@ -615,7 +615,7 @@ def _run_engine(argv: list[str], stdin: str | None) -> str:
 
 def _engine_audio(voice: Voice, text: str) -> np.ndarray:
     """Run an engine's command line -> 16 kHz mono float32."""
-    from .audio import AudioError, load_audio
+    from ..audio import AudioError, load_audio
 
     with tempfile.TemporaryDirectory(prefix="synth-") as tmp:
         wav = Path(tmp) / "out.wav"

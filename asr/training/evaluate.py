@@ -16,11 +16,11 @@ import jiwer
 import numpy as np
 import torch
 
-from .decoding import BeamSearchDecoder, greedy_decode
-from .features import SAMPLE_RATE, LogMel, batch_lengths
-from .model import AcousticModel
-from .tokenizer import normalize_text
-from .utils import atomic_write
+from ..decoding import BeamSearchDecoder, greedy_decode
+from ..features import SAMPLE_RATE, LogMel, batch_lengths
+from ..model import AcousticModel
+from ..tokenizer import normalize_text
+from ..utils import atomic_write
 
 
 @dataclass
@@ -164,7 +164,7 @@ def evaluate(model: AcousticModel, sources: Sequence[str], output: Optional[Path
     folders or jsonl manifests, greedy and, with `decoder` (a BeamSearchDecoder), beam search too;
     optional per-utterance jsonl. Each row's `source` is its manifest's `source` field, else the
     name of the folder or manifest it came from."""
-    from .audio import load_audio
+    from ..audio import load_audio
     from .data import BucketingBatchSampler, SpeechDataset, collate, load_manifest
 
     utts = []

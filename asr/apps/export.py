@@ -11,7 +11,6 @@ padding) to get them out.
 
 from __future__ import annotations
 
-import copy
 import warnings
 from pathlib import Path
 from typing import Union
@@ -19,32 +18,7 @@ from typing import Union
 import torch
 from torch import nn
 
-from .model import AcousticModel, with_lookahead
-
-
-def quantize(model: AcousticModel) -> AcousticModel:
-    """A copy of `model` with GRU/LSTM and Linear weights in int8 (dynamic quantization, CPU).
-
-    Activations are quantized on the fly per call, so the int8 model is not bit-exact across
-    chunkings the way fp32 is: each chunk's input projection gets its own activation scale.
-    The difference is quantization noise (tests bound it), not a change of algorithm.
-    """
-    engines = torch.backends.quantized.supported_engines
-    # fbgemm (x86) is the fast path; qnnpack covers ARM. Pick before quantizing: packing is engine-specific.
-    for engine in ("fbgemm", "x86", "qnnpack"):
-        if engine in engines:
-            torch.backends.quantized.engine = engine
-            break
-    with warnings.catch_warnings():  # torch warns that quantized tensor creation is deprecated; it still works
-        warnings.simplefilter("ignore", UserWarning)
-        q = torch.ao.quantization.quantize_dynamic(
-            copy.deepcopy(model).eval(), {nn.GRU, nn.LSTM, nn.Linear}, dtype=torch.qint8)
-    q.int8 = True  # marker for reports (bench table, load messages)
-    return q
-
-
-def is_quantized(model: nn.Module) -> bool:
-    return bool(getattr(model, "int8", False))
+from ..model import AcousticModel, is_quantized, with_lookahead
 
 
 class StreamingStep(nn.Module):

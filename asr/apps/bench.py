@@ -29,8 +29,8 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from .features import SAMPLE_RATE, LogMel, StreamingLogMel
-from .model import AcousticModel, ModelConfig
+from ..features import SAMPLE_RATE, LogMel, StreamingLogMel
+from ..model import AcousticModel, ModelConfig
 
 CHUNK_MS = (40, 80, 160, 320)
 GRU, INT8, LSTM, PS = "GRU fp32", "GRU int8", "LSTM fp32", "PocketSphinx"
@@ -94,7 +94,7 @@ def bench_audio(files: Sequence[str], seconds: float) -> tuple[np.ndarray, list[
 
     Concatenating (cyclically) to a fixed length makes runs comparable whatever the sources are.
     """
-    from .audio import load_audio
+    from ..audio import load_audio
 
     paths = list(files) or sorted(glob.glob(str(SAMPLES_DIR / "*.wav")))
     if paths:
@@ -119,7 +119,7 @@ def _espeak(text: str) -> np.ndarray:
     import subprocess
     import tempfile
 
-    from .audio import load_audio
+    from ..audio import load_audio
 
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "s.wav"
@@ -133,12 +133,13 @@ def _espeak(text: str) -> np.ndarray:
 
 def load_bench_model(path: Optional[str]) -> tuple[AcousticModel, str]:
     """The given model, else the bundled one, else random weights (speed numbers are still valid)."""
-    from .cli import DEFAULT_MODEL, load_model
+    from ..model import DEFAULT_MODEL
+    from .common import command_model
 
     if path is None and not DEFAULT_MODEL.exists():
         torch.manual_seed(0)
         return AcousticModel(ModelConfig()).eval(), "random-init default ModelConfig (no bundled model; WER meaningless)"
-    model = load_model(path)
+    model = command_model(path)
     return model, str(path or DEFAULT_MODEL)
 
 
@@ -166,7 +167,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def stream_timings(model: AcousticModel, audio: np.ndarray, chunk_ms: float) -> tuple[float, list[float]]:
     """(RTF, per-chunk latencies in s) of `StreamingRecognizer.accept` (features + model + greedy)."""
-    from .streaming import StreamingRecognizer
+    from ..streaming import StreamingRecognizer
 
     rec = StreamingRecognizer(model)
     step = max(1, int(SAMPLE_RATE * chunk_ms / 1000))
@@ -279,7 +280,7 @@ def synthetic_batch(audio: np.ndarray, utterances: int, seconds: float, vocab_si
 def train_throughput(cfg: ModelConfig, batch: dict, threads: int, steps: int, bf16: bool = False) -> float:
     """Audio seconds per second of full training steps (log-mel + forward + CTC + backward + AdamW);
     bf16 runs the forward under CPU autocast, as `asr train --precision bf16` does."""
-    from .train import ctc_loss
+    from ..training.train import ctc_loss
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -311,8 +312,8 @@ def _batch_worker(ckpt: dict, variants: list[bool], waves: list[np.ndarray], bar
     """One transcription process on one thread: per variant (int8 or not) warm up, wait for the
     other workers, transcribe every wave."""
     torch.set_num_threads(1)
-    from .export import quantize
-    from .transcribe import transcribe
+    from ..model import quantize
+    from ..transcribe import transcribe
 
     fp32 = AcousticModel.from_checkpoint(ckpt)
     for int8 in variants:
@@ -377,8 +378,8 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda s: None) -
 
 
 def _run_bench(opts: BenchOptions, log: Callable[[str], None]) -> BenchResult:
-    from .decoding import GreedyDecoder
-    from .transcribe import batch_logits
+    from ..decoding import GreedyDecoder
+    from ..transcribe import batch_logits
 
     quick = opts.quick
     seconds = min(opts.seconds, 3.0) if quick else opts.seconds
@@ -389,7 +390,7 @@ def _run_bench(opts: BenchOptions, log: Callable[[str], None]) -> BenchResult:
     duration = len(audio) / SAMPLE_RATE
     models: dict[str, AcousticModel] = {GRU: model}
     if opts.int8:
-        from .export import quantize
+        from ..model import quantize
 
         models[INT8] = quantize(model)
     if opts.lstm:
@@ -463,7 +464,7 @@ def _run_bench(opts: BenchOptions, log: Callable[[str], None]) -> BenchResult:
 
     add("components, 1 thread", "greedy CTC decoding", "RTF", {GRU: timed(decode_greedy, min_s) / duration})
     try:
-        from .decoding import beam_decode_speed
+        from ..decoding import beam_decode_speed
     except ImportError as e:
         add("components, 1 thread", "beam CTC decoding", "RTF", {}, f"skipped: {e}"[:120])
     else:
@@ -515,7 +516,7 @@ def _run_bench(opts: BenchOptions, log: Callable[[str], None]) -> BenchResult:
         "asr train --precision bf16; compare with the fp32 row above")
 
     if opts.eval_data:
-        from .evaluate import evaluate
+        from ..training.evaluate import evaluate
 
         wer, cer = {}, {}
         for name in (GRU, INT8):
@@ -612,12 +613,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2, help="processes for batch throughput (default 2)")
     p.add_argument("--json", metavar="FILE", help="also write the raw numbers as JSON")
     p.add_argument("--lm", metavar="ARPA", help="also time beam search with this word LM")
+    p.add_argument("--serve", action="store_true",
+                   help="instead: load-test `asr serve` with N = 1, 10, 50, 100, 200 real-time streams (docs/server.md)")
+    p.add_argument("--streams", type=int, nargs="+", help="with --serve: these stream counts instead")
 
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from .audio import AudioError
+    from ..audio import AudioError
+
+    if args.serve:
+        from .serve_bench import STREAMS, run_serve_bench
+
+        run_serve_bench(args.streams or STREAMS, model=args.model)
+        return 0
 
     opts = BenchOptions(model=args.model, audio=args.audio, seconds=args.seconds, quick=args.quick, int8=args.int8,
                         lstm=args.lstm, pocketsphinx=args.pocketsphinx, eval_data=args.eval_data,

@@ -21,8 +21,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .decoding import align_words
-from .model import AcousticModel
+from ..decoding import align_words
+from ..model import AcousticModel
 
 SAMPLE_RATE = 16000
 
@@ -83,7 +83,7 @@ def word_errors(model: AcousticModel, audio: np.ndarray, text: str, spans: Seque
     """Reported minus true word times for the reference `text` force-aligned to the model's logits.
 
     `delay` overrides the model's stored correction ((0, 0) measures the raw model)."""
-    from .transcribe import batch_logits
+    from ..transcribe import batch_logits
 
     words = align_words(batch_logits(model, audio), text, model.config.vocab, model.frame_shift,
                         delay=model.word_delay if delay is None else delay)

@@ -23,12 +23,11 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .features import LogMel, RunningStats, batch_lengths
-from .training.augment import (WaveformAugment, frequency_warp, random_channel, random_reverb,  # noqa: F401
-                               spec_augment)
-from .model import AcousticModel, ModelConfig, atomic_torch_save, widen_hidden, widen_lookahead
-from .tokenizer import Tokenizer
-from .utils import atomic_path
+from ..features import LogMel, RunningStats, batch_lengths
+from .augment import WaveformAugment, frequency_warp, spec_augment
+from ..model import AcousticModel, ModelConfig, atomic_torch_save, widen_hidden, widen_lookahead
+from ..tokenizer import Tokenizer
+from ..utils import atomic_path
 
 
 @dataclass
@@ -106,7 +105,7 @@ def lr_lambda(cfg: TrainConfig, total_steps: int):
 
 def feature_stats(utterances: list, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean/std of log-mel over an evenly spaced subset of the training data (no augmentation)."""
-    from .audio import AudioError, load_audio
+    from ..audio import AudioError, load_audio
 
     logmel = LogMel()
     stats = RunningStats()
