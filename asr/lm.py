@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
+
+from .model import ASSETS
 
 PathLike = Union[str, Path]
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
@@ -15,6 +17,14 @@ DEFAULT_WORD_SCORE = 0.0
 # the synthetic dev set (README) has CER 10.8 / 9.3 / 8.7 / 8.6 % at beam 32 / 128 / 512 / 1024, for a
 # search RTF of 0.0013 / 0.0051 / 0.020 / 0.039 (one thread, no AVX-512).
 LM_BEAM_SIZE = 512
+# The bundled general-English LM (asr transcribe/listen/serve use it unless told --no-lm); its tuned weights
+# and default beam are in lm.bin.json beside it.
+DEFAULT_LM = ASSETS / "lm.bin"
+
+
+def default_lm() -> Optional[Path]:
+    """The bundled LM, if this installation has one."""
+    return DEFAULT_LM if DEFAULT_LM.is_file() and words_path(DEFAULT_LM).is_file() else None
 
 
 def arpa_vocabulary(path: PathLike) -> list[str]:
@@ -72,7 +82,8 @@ def settings_path(lm: PathLike) -> Path:
 
 
 def load_settings(lm: PathLike) -> dict:
-    """{"lm_weight", "word_score", ...} tuned by `asr lm tune`, or defaults when not tuned yet."""
+    """{"lm_weight", "word_score", "silence_score", "beam_size", ...} tuned by `asr lm tune`, or defaults when
+    not tuned yet."""
     path = settings_path(lm)
     settings = {"lm_weight": DEFAULT_LM_WEIGHT, "word_score": DEFAULT_WORD_SCORE}
     if path.exists():

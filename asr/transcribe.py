@@ -1,10 +1,10 @@
-"""Batch transcription of whole waveforms (the reference the streaming path must equal)."""
+"""Batch transcription of waveforms and files (the reference the streaming path must equal)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -57,7 +57,7 @@ def make_decoder(vocab: Sequence[str], lm: Optional[str] = None, beam_size: int 
                  silence_score: Optional[float] = None) -> Optional[BeamSearchDecoder]:
     """None (greedy) unless an LM or a beam size is given. `lm`: an ARPA file, or a KenLM binary with its word
     list beside it (LM.bin + LM.words.txt, from `python -m asr.training.kenlm build`). LM weight, word score
-    and silence score default to the values `asr lm tune` saved next to the LM (lm.arpa.json)."""
+    and silence score (and the beam) default to the values `asr lm tune` saved next to the LM (LM.json)."""
     if not lm and not beam_size:
         if hotwords:
             raise ValueError("hotwords need a word n-gram LM (--lm)")
@@ -70,7 +70,31 @@ def make_decoder(vocab: Sequence[str], lm: Optional[str] = None, beam_size: int 
             raise ValueError(f"{lm}: language model file not found")
         settings = load_settings(lm)
     return BeamSearchDecoder(
-        vocab, lm, beam_size=beam_size or None, hotwords=hotwords,
+        vocab, lm, beam_size=beam_size or settings.get("beam_size") or None, hotwords=hotwords,
         lm_weight=lm_weight if lm_weight is not None else settings.get("lm_weight", 0.5),
         word_score=word_score if word_score is not None else settings.get("word_score", 0.0),
         silence_score=silence_score if silence_score is not None else settings.get("silence_score", 0.0))
+
+
+def transcribe_file(model: AcousticModel, path: Union[str, Path], decoder: Optional[BeamSearchDecoder] = None,
+                    align: bool = False, stream_chunk_ms: float = 0) -> Transcript:
+    """One audio file (any format and rate load_audio reads) -> its transcript; AudioError names a bad file.
+
+    `stream_chunk_ms` runs it through the streaming recognizer in chunks of that size instead of one pass
+    (the same result: the streaming path is the same computation in pieces)."""
+    from .audio import load_audio
+    from .features import SAMPLE_RATE
+    from .streaming import StreamingRecognizer
+
+    audio = load_audio(path)
+    duration = len(audio) / SAMPLE_RATE
+    if not stream_chunk_ms:
+        return transcript_from_logits(model, batch_logits(model, audio), duration, decoder, align)
+    recognizer = StreamingRecognizer(model, decoder)
+    step = max(1, int(SAMPLE_RATE * stream_chunk_ms / 1000))
+    pieces = [recognizer.accept_logits(audio[i:i + step]) for i in range(0, len(audio), step)]
+    pieces.append(recognizer.flush_logits())  # steps that waited for look-ahead (if the model has any)
+    text = recognizer.finish().text
+    found = align_words(torch.cat(pieces), text, model.config.vocab, model.frame_shift,
+                        delay=model.word_delay) if align else []
+    return Transcript(text, duration, found)

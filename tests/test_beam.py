@@ -309,7 +309,7 @@ def test_hotword_without_lm_is_an_error(overfit, tmp_path):
     from asr.apps.cli import main
 
     with pytest.raises(SystemExit, match="--lm"):
-        main(["transcribe", str(overfit["wav_paths"][0]), "--model", str(overfit["path"]), "--hotword", "x"])
+        main(["transcribe", str(overfit["wav_paths"][0]), "--no-lm", "--model", str(overfit["path"]), "--hotword", "x"])
 
 
 def test_beam_decode_speed_reports_each_beam():

@@ -19,11 +19,11 @@ def test_tiny_model_overfits_two_utterances(overfit):
 
 def test_cli_transcribes_batch_and_streaming_alike(overfit, capsys):
     files = [str(p) for p in overfit["wav_paths"]]
-    assert main(["transcribe", "--model", str(overfit["path"]), *files]) == 0
+    assert main(["transcribe", "--no-lm", "--model", str(overfit["path"]), *files]) == 0
     batch = capsys.readouterr().out.splitlines()
     assert batch == [f"{f}: {t}" for f, t in zip(files, overfit["texts"])]
     for chunk_ms in ("10", "37", "250"):
-        assert main(["transcribe", "--model", str(overfit["path"]), "--stream-chunk-ms", chunk_ms, *files]) == 0
+        assert main(["transcribe", "--no-lm", "--model", str(overfit["path"]), "--stream-chunk-ms", chunk_ms, *files]) == 0
         assert capsys.readouterr().out.splitlines() == batch
 
 
@@ -34,7 +34,7 @@ def test_cli_bad_inputs_are_reported_and_skipped(overfit, tmp_path, capsys):
     text.write_text("this is not audio\n" * 20)
     good = str(overfit["wav_paths"][0])
     missing = str(tmp_path / "missing.flac")
-    assert main(["transcribe", "--model", str(overfit["path"]), str(empty), good, str(text), missing]) == 0
+    assert main(["transcribe", "--no-lm", "--model", str(overfit["path"]), str(empty), good, str(text), missing]) == 0
     captured = capsys.readouterr()
     assert captured.out.splitlines() == [f"{good}: {overfit['texts'][0]}"]
     errors = captured.err.splitlines()
@@ -42,7 +42,7 @@ def test_cli_bad_inputs_are_reported_and_skipped(overfit, tmp_path, capsys):
     for name, line in zip(["empty.wav", "notes.wav", "missing.flac"], errors):
         assert name in line and line.startswith("asr: error:")
     # every file failed -> non-zero exit
-    assert main(["transcribe", "--model", str(overfit["path"]), str(empty), missing]) == 1
+    assert main(["transcribe", "--no-lm", "--model", str(overfit["path"]), str(empty), missing]) == 1
 
 
 def test_cli_missing_model_is_a_clear_error(tmp_path, overfit):
@@ -51,7 +51,7 @@ def test_cli_missing_model_is_a_clear_error(tmp_path, overfit):
 
 
 def test_python_dash_m_entry_point(overfit):
-    out = subprocess.run([sys.executable, "-m", "asr", "transcribe", "--model", str(overfit["path"]),
+    out = subprocess.run([sys.executable, "-m", "asr", "transcribe", "--no-lm", "--model", str(overfit["path"]),
                           str(overfit["wav_paths"][1])], capture_output=True, text=True, check=True)
     assert out.stdout.strip().endswith(overfit["texts"][1])
 
@@ -86,5 +86,5 @@ def test_load_audio_errors(tmp_path):
 
 def test_cli_int8_transcribes_the_same(overfit, capsys):
     files = [str(p) for p in overfit["wav_paths"]]
-    assert main(["transcribe", "--model", str(overfit["path"]), "--int8", *files]) == 0
+    assert main(["transcribe", "--no-lm", "--model", str(overfit["path"]), "--int8", *files]) == 0
     assert capsys.readouterr().out.splitlines() == [f"{f}: {t}" for f, t in zip(files, overfit["texts"])]

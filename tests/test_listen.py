@@ -134,7 +134,7 @@ def no_server_env(tmp_path: Path) -> dict:
 
 
 def test_missing_device_is_one_clear_error(tmp_path, overfit):
-    r = run_asr("listen", "--model", str(overfit["path"]), "--device", "nonexistent-device-xyz",
+    r = run_asr("listen", "--no-lm", "--model", str(overfit["path"]), "--device", "nonexistent-device-xyz",
                 env=no_server_env(tmp_path))
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
@@ -144,7 +144,7 @@ def test_missing_device_is_one_clear_error(tmp_path, overfit):
 
 
 def test_bad_listen_options_exit_2(tmp_path, overfit):
-    r = run_asr("listen", "--model", str(overfit["path"]), "--endpoint-silence", "0", env=no_server_env(tmp_path))
+    r = run_asr("listen", "--no-lm", "--model", str(overfit["path"]), "--endpoint-silence", "0", env=no_server_env(tmp_path))
     assert r.returncode == 2 and "silence" in r.stderr
 
 
@@ -265,7 +265,7 @@ def test_listen_through_pulseaudio_matches_file_transcription(pulse, overfit, tm
     for i, w in enumerate(waves):
         sf.write(tmp_path / f"utt{i}.wav", w, 16000)
         files.append(tmp_path / f"utt{i}.wav")
-    r = run_asr("transcribe", "--model", str(overfit["path"]), *map(str, files), env=pulse.env)
+    r = run_asr("transcribe", "--no-lm", "--model", str(overfit["path"]), *map(str, files), env=pulse.env)
     assert r.returncode == 0, r.stderr
     expected = [line.split(": ", 1)[1] for line in r.stdout.splitlines()]
     gap = 1.5
@@ -275,7 +275,7 @@ def test_listen_through_pulseaudio_matches_file_transcription(pulse, overfit, tm
 
     finals, err, arrived, played = listen_session(
         pulse, "asr16.monitor", "asr16", tmp_path / "session.wav",
-        ["--model", str(overfit["path"]), "--samplerate", "16000", "--chunk-ms", "100"], len(waves))
+        ["--no-lm", "--model", str(overfit["path"]), "--samplerate", "16000", "--chunk-ms", "100"], len(waves))
     assert [f["text"] for f in finals] == expected, err
     assert "2 utterance(s), 0 input overflow(s), 0 dropped block(s)" in err
     for f in finals:
@@ -301,7 +301,7 @@ def test_listen_resamples_native_rate_capture(pulse, overfit, tmp_path):
     saved = tmp_path / "capture.wav"
     finals, err, _, _ = listen_session(
         pulse, "asr48.monitor", "asr48", tmp_path / "session.wav",
-        ["--model", str(overfit["path"]), "--save", str(saved), "--chunk-ms", "50"], len(waves) - 1)
+        ["--no-lm", "--model", str(overfit["path"]), "--save", str(saved), "--chunk-ms", "50"], len(waves) - 1)
     assert len(finals) == len(waves), err
     assert "0 input overflow(s), 0 dropped block(s)" in err
 
@@ -417,7 +417,7 @@ def test_overflows_and_drops_are_counted_and_reported(overfit, tmp_path, monkeyp
     monkeypatch.setitem(sys.modules, "sounddevice", fake_sounddevice(audio, 16000, {3, 40}))
     saved = tmp_path / "capture.wav"
     # --no-int8: with nothing dropped the finals are compared with fp32 `transcribe` (int8 rounds differently)
-    assert main(["listen", "--model", str(overfit["path"]), "--device", "fake", "--chunk-ms", "10", "--no-int8",
+    assert main(["listen", "--no-lm", "--model", str(overfit["path"]), "--device", "fake", "--chunk-ms", "10", "--no-int8",
                  "--save", str(saved)]) == 0
     out, err = capsys.readouterr()
     assert "asr: warning: audio lost: 2 input overflow(s)" in err

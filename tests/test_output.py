@@ -105,7 +105,7 @@ def test_cli_writes_one_file_per_input(overfit, tmp_path, capsys, fmt):
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF not really a wav")
     out = tmp_path / "out"
-    code = main(["transcribe", str(wav), str(bad), "--model", str(overfit["path"]), "--output-format", fmt,
+    code = main(["transcribe", str(wav), str(bad), "--no-lm", "--model", str(overfit["path"]), "--output-format", fmt,
                  "--output-dir", str(out)])
     assert code == 0  # one file worked
     assert capsys.readouterr().out == f"{wav}: {overfit['texts'][1]}\n"  # stdout as without --output-format
@@ -128,7 +128,7 @@ def test_cli_writes_one_file_per_input(overfit, tmp_path, capsys, fmt):
 def test_cli_streaming_output_matches_batch(overfit, tmp_path, capsys):
     wav = overfit["wav_paths"][0]
     for name, extra in (("batch", []), ("stream", ["--stream-chunk-ms", "130"])):
-        assert main(["transcribe", str(wav), "--model", str(overfit["path"]), "--beam-size", "8",
+        assert main(["transcribe", str(wav), "--no-lm", "--model", str(overfit["path"]), "--beam-size", "8",
                      "--output-format", "json", "--output-dir", str(tmp_path / name)] + extra) == 0
     batch = json.loads((tmp_path / "batch" / f"{wav.stem}.json").read_text())
     stream = json.loads((tmp_path / "stream" / f"{wav.stem}.json").read_text())

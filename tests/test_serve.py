@@ -14,6 +14,8 @@ from typing import Iterator, Optional
 
 import numpy as np
 import pytest
+
+from asr.lm import default_lm
 import torch
 
 aiohttp = pytest.importorskip("aiohttp", reason="asr serve needs aiohttp (pip install aiohttp)")
@@ -375,7 +377,9 @@ def test_command_line_server_starts_serves_and_stops():
         assert "listening on http://127.0.0.1:" in line, line
         address = line.split("listening on ")[1].split()[0].rstrip("/")
         health = asyncio.run(get_json(address + "/health"))
-        assert health["status"] == "ok" and health["max_streams"] == 7 and health["decoder"] == "greedy"
+        # the bundled LM is the default decoder's, when this installation has one
+        default = "beam search + LM" if default_lm() else "greedy"
+        assert health["status"] == "ok" and health["max_streams"] == 7 and health["decoder"] == default
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0

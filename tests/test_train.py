@@ -124,7 +124,7 @@ def test_asr_eval_reports_known_wer(overfit, tmp_path, capsys):
         sf.write(chapter / f"7-1-{i:04d}.flac", sf.read(wav)[0], 16000)
     (chapter / "7-1.trans.txt").write_text("".join(f"7-1-{i:04d} {r.upper()}\n" for i, r in enumerate(refs)))
     report = tmp_path / "errors.jsonl"
-    assert main(["eval", "--model", str(overfit["path"]), str(tmp_path / "corpus"), "--output", str(report)]) == 0
+    assert main(["eval", "--no-lm", "--model", str(overfit["path"]), str(tmp_path / "corpus"), "--output", str(report)]) == 0
     out = capsys.readouterr().out
     assert "10.00" in out  # 1 error / 10 words
     rows = [json.loads(line) for line in report.read_text().splitlines()]
@@ -132,7 +132,7 @@ def test_asr_eval_reports_known_wer(overfit, tmp_path, capsys):
         (refs[0], overfit["texts"][0], 1), (refs[1], overfit["texts"][1], 0)]
 
 
-def test_asr_eval_side_by_side_with_pocketsphinx_by_group(overfit, tmp_path, capsys):
+def test_asr_eval_side_by_side_with_pocketsphinx_by_group(monkeypatch, overfit, tmp_path, capsys):
     pytest.importorskip("pocketsphinx")
     chapter = tmp_path / "corpus" / "7" / "1"
     chapter.mkdir(parents=True)
@@ -143,14 +143,15 @@ def test_asr_eval_side_by_side_with_pocketsphinx_by_group(overfit, tmp_path, cap
     speakers = tmp_path / "SPEAKERS.tsv"
     speakers.write_text("speaker\tengine\tsplit\n7\tespeak\ttest\n")
     report = tmp_path / "errors.jsonl"
-    assert main(["eval", "--model", str(overfit["path"]), str(tmp_path / "corpus"), "--peer", "pocketsphinx",
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # an empty peer cache: PocketSphinx really runs
+    assert main(["eval", "--no-lm", "--model", str(overfit["path"]), str(tmp_path / "corpus"), "--peer", "pocketsphinx",
                  "--groups", f"{speakers}:engine", "--output", str(report)]) == 0
     out = capsys.readouterr().out
     assert "pocketsphinx WER %" in out and "espeak" in out and "pocketsphinx RTF" in out
     rows = [json.loads(line) for line in report.read_text().splitlines()]
     assert [r["hyp"] for r in rows] == overfit["texts"]
     assert all(isinstance(r["peer_hyp"], str) and r["peer_errors"] >= 0 for r in rows)
-    assert main(["eval", "--model", str(overfit["path"]), str(tmp_path / "corpus"),
+    assert main(["eval", "--no-lm", "--model", str(overfit["path"]), str(tmp_path / "corpus"),
                  "--groups", f"{speakers}:nope"]) == 1
 
 

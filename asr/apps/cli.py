@@ -11,47 +11,25 @@ from typing import Optional
 from ..audio import AudioError
 from ..lm import LM_BEAM_SIZE
 from ..model import DEFAULT_MODEL
+from .common import add_decoder_arguments, command_decoder, error
 from .common import command_model as load_model
-from .common import error
+
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..audio import load_audio
-    from ..features import SAMPLE_RATE
-    from ..streaming import StreamingRecognizer
-    from ..decoding import align_words, parse_hotwords
-    from ..transcribe import batch_logits, make_decoder, transcript_from_logits
+    from ..transcribe import transcribe_file
 
     model = load_model(args.model, args.int8)
-    try:
-        decoder = make_decoder(model.config.vocab, args.lm, args.beam_size, args.lm_weight, args.word_score,
-                               parse_hotwords(args.hotword or []), args.silence_score)
-    except (ValueError, OSError, RuntimeError) as e:
-        raise SystemExit(f"asr: error: {e}") from None
+    decoder = command_decoder(model, args)
     failures = 0
     for file in args.files:
         try:
-            audio = load_audio(file)
+            result = transcribe_file(model, file, decoder, align=bool(args.output_format),
+                                     stream_chunk_ms=args.stream_chunk_ms)
         except AudioError as e:
             error(str(e))
             failures += 1
             continue
-        if args.stream_chunk_ms:
-            recognizer = StreamingRecognizer(model, decoder)
-            step = max(1, int(SAMPLE_RATE * args.stream_chunk_ms / 1000))
-            pieces = [recognizer.accept_logits(audio[i:i + step]) for i in range(0, len(audio), step)]
-            pieces.append(recognizer.flush_logits())  # steps that waited for look-ahead (if the model has any)
-            text = recognizer.finish().text
-            if args.output_format and pieces:  # word times: the result aligned to the logits
-                words = align_words(torch.cat(pieces), text, model.config.vocab, model.frame_shift,
-                                    delay=model.word_delay)
-            else:
-                words = []
-        else:
-            result = transcript_from_logits(model, batch_logits(model, audio), len(audio) / SAMPLE_RATE,
-                                            decoder, align=bool(args.output_format))
-            text, words = result.text, result.words
+        text, words = result.text, result.words
         print(f"{file}: {text}", flush=True)
         if args.output_format:
             from ..output import write_transcript
@@ -73,12 +51,11 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..training.evaluate import evaluate, pocketsphinx_recognizer, print_summary, speaker_groups
-    from ..transcribe import make_decoder
 
     model = load_model(args.model, args.int8)
+    decoder = command_decoder(model, args)
     try:
         groups = (args.groups if args.groups == "source" else speaker_groups(args.groups)) if args.groups else None
-        decoder = make_decoder(model.config.vocab, args.lm, args.beam_size)
         peer = pocketsphinx_recognizer() if args.peer == "pocketsphinx" else None
         ev = evaluate(model, args.data, Path(args.output) if args.output else None, peer=peer, decoder=decoder)
     except (ValueError, OSError) as e:
@@ -225,15 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8", action="store_true", help="int8 GRU/linear weights (faster on CPU)")
     p.add_argument("--stream-chunk-ms", type=float, default=0,
                    help="run the file through the streaming recognizer in chunks of N ms")
-    p.add_argument("--lm", help="word n-gram LM (ARPA, from `asr lm build`): beam search with it")
-    p.add_argument("--beam-size", type=int, default=0, help="beam search with this beam (default: greedy; "
-                   f"{LM_BEAM_SIZE} with --lm, else 32)")
-    p.add_argument("--lm-weight", type=float, help="LM weight (default: tuned value next to the LM, else 0.5)")
-    p.add_argument("--word-score", type=float, help="word insertion bonus (default: tuned value, else 0)")
-    p.add_argument("--silence-score", type=float,
-                   help="score added at each word boundary (default: tuned value, else 0)")
-    p.add_argument("--hotword", action="append", metavar="WORD[:BOOST]",
-                   help="favour this word (repeatable; boost in log-score units, default 5; needs --lm)")
+    add_decoder_arguments(p)
     from ..output import FORMATS
 
     p.add_argument("--output-format", choices=FORMATS,
@@ -251,9 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", nargs="+", help="corpus folders (speaker/chapter/*.flac + *.trans.txt) or manifests")
     p.add_argument("--model", help="model checkpoint (default: bundled)")
     p.add_argument("--int8", action="store_true", help="evaluate the int8-quantized model")
-    p.add_argument("--lm", help="decode with beam search and this word n-gram LM (its tuned LM.json settings)")
-    p.add_argument("--beam-size", type=int, default=0,
-                   help=f"beam search with this beam (default: greedy; {LM_BEAM_SIZE} with --lm)")
+    add_decoder_arguments(p, hotwords=False)
     p.add_argument("--output", help="write per-utterance reference, hypothesis and errors (jsonl) here")
     p.add_argument("--peer", choices=["pocketsphinx"], help="also run this recognizer on the same audio")
     p.add_argument("--groups", metavar="source|TSV:COLUMN",

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..endpoint import EndpointConfig
 from ..streaming import DIGITAL_SILENCE, FinalResult, LiveTranscriber  # noqa: F401 (FinalResult: API)
+from .common import add_decoder_arguments
 
 DeviceSpec = Union[int, str, None]
 class Printer:
@@ -132,6 +133,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"(default {EndpointConfig.silence_no_speech} s)")
     p.add_argument("--max-utterance", type=float, default=EndpointConfig.max_utterance, metavar="SECONDS",
                    help=f"cut utterances longer than this (default {EndpointConfig.max_utterance} s)")
+    add_decoder_arguments(p)
     p.add_argument("--skip-silence-below", type=float, default=DIGITAL_SILENCE, metavar="LEVEL",
                    help="between utterances, do not feed samples with |amplitude| <= LEVEL to the model "
                         f"(digital silence; default {DIGITAL_SILENCE}, 0 feeds everything)")
@@ -150,7 +152,7 @@ class Counters:
 
 
 def run(args: argparse.Namespace, out: Optional[TextIO] = None, err: Optional[TextIO] = None) -> int:
-    from .common import command_model, error
+    from .common import command_decoder, command_model, error
 
     out = out or sys.stdout  # looked up per call, so redirection (and pytest capture) applies
     err = err or sys.stderr
@@ -190,7 +192,7 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None, err: Optional[Te
     blocksize = max(1, round(rate * args.chunk_ms / 1000))
 
     model = command_model(args.model, args.int8)
-    transcriber = LiveTranscriber(model, rate, endpoint, args.skip_silence_below)
+    transcriber = LiveTranscriber(model, rate, endpoint, args.skip_silence_below, command_decoder(model, args))
     printer = Printer(out, err, args.json, args.timestamps)
 
     blocks: "queue.Queue[np.ndarray]" = queue.Queue(maxsize=max(8, int(10_000 / args.chunk_ms)))  # ~10 s

@@ -42,13 +42,10 @@ from ..model import DEFAULT_MODEL, AcousticModel
 from ..output import render
 from ..streaming import FinalResult, LiveTranscriber, StreamingRecognizer, accept_batch
 from ..transcribe import batch_logits, make_decoder, transcript_from_logits
-from .common import command_model
+from .common import add_decoder_arguments, chosen_lm, command_model
 
 log = logging.getLogger("asr.serve")
 
-# The language model used when --lm is not given: None = greedy decoding. When the project bundles an
-# LM, point this at it; every decoder (streams and uploads) is built by `decoder_factory` below.
-DEFAULT_LM: Optional[str] = None
 STATIC = Path(__file__).resolve().parent / "static"
 FORMATS = {"f32le": np.dtype("<f4"), "s16le": np.dtype("<i2")}
 PARTIALS = ("changes", "always")
@@ -108,12 +105,13 @@ class StreamError(Exception):
 
 class DecoderFactory:
     """The one place the server picks its decoder: calling it gives a new decoder for a stream or an
-    upload; None means greedy. Beam search (with `lm`, default DEFAULT_LM) holds search state, so every
-    stream gets its own. The LM is checked at once, so a bad --lm fails at start, not at the first stream."""
+    upload; None means greedy. Beam search (with `lm`: `asr serve` passes the bundled LM unless --no-lm)
+    holds search state, so every stream gets its own. The LM is checked at once, so a bad --lm fails at
+    start, not at the first stream."""
 
     def __init__(self, model: AcousticModel, lm: Optional[str] = None, beam_size: int = 0):
         self.vocab = model.config.vocab
-        self.lm = lm if lm is not None else DEFAULT_LM
+        self.lm = lm
         self.beam_size = beam_size
         try:
             first = make_decoder(self.vocab, self.lm, beam_size)
@@ -716,9 +714,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
     p.add_argument("--model", metavar="PATH", help=f"model checkpoint (default: bundled {DEFAULT_MODEL.name})")
-    p.add_argument("--lm", metavar="LM", help="beam search with this word n-gram LM (ARPA or KenLM binary; "
-                                              "its tuned LM.json settings); default greedy")
-    p.add_argument("--beam-size", type=int, default=0, help="beam size (default: 512 with --lm)")
+    add_decoder_arguments(p, hotwords=False)
     p.add_argument("--max-streams", type=int, default=Limits.max_streams,
                    help=f"concurrent WebSocket streams (default {Limits.max_streams}); more are refused")
     p.add_argument("--max-message-bytes", type=int, default=Limits.max_message_bytes,
@@ -772,7 +768,7 @@ def run(args: argparse.Namespace) -> int:
     limits = Limits(max_streams=args.max_streams, max_message_bytes=args.max_message_bytes,
                     max_stream_seconds=args.max_stream_seconds, idle_timeout=args.idle_timeout,
                     max_upload_bytes=args.max_upload_bytes)
-    server = Server(model, args.lm, limits, args.allow_origin, loopback_only=_is_loopback(args.host),
+    server = Server(model, chosen_lm(args), limits, args.allow_origin, loopback_only=_is_loopback(args.host),
                     endpoint=endpoint, beam_size=args.beam_size)
     return asyncio.run(_serve_forever(server, args.host, args.port))
 
