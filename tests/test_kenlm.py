@@ -150,3 +150,27 @@ def test_vocabulary_cap_and_arpa_output(tmp_path, tools):
     assert sorted(lm_vocabulary(out)) == ["ate", "cat", "rat", "sat", "the"]
     decoder = BeamSearchDecoder(DEFAULT_VOCAB, str(out))
     assert decoder.decode(one_hot_logits(spelled("the cat"))).text == "the cat"
+
+
+def test_asr_lm_build_kenlm_command(tmp_path, tools, capsys):
+    from asr.apps.cli import main
+
+    (tmp_path / "corpus.txt").write_text("\n".join(CORPUS) + "\n")
+    (tmp_path / "test.txt").write_text("the cat sat\n")
+    out = tmp_path / "my.bin"
+    assert main(["lm", "build", "--kenlm", str(tmp_path / "corpus.txt"), "-o", str(out), "--order", "3",
+                 "--prune", "0", "--exclude", str(tmp_path / "test.txt")]) == 0
+    assert "21 sentences kept, 3 excluded" in capsys.readouterr().out
+    assert is_kenlm_binary(out) and "the" in lm_vocabulary(out)
+
+
+def test_asr_lm_build_pure_python_excludes_held_out_sentences(tmp_path):
+    from asr.apps.cli import main
+
+    (tmp_path / "corpus.txt").write_text("\n".join(CORPUS) + "\n")
+    (tmp_path / "test.txt").write_text("A cat ate the rat\n")  # the only sentence with "rat" and "ate"
+    out = tmp_path / "my.arpa"
+    assert main(["lm", "build", str(tmp_path / "corpus.txt"), "-o", str(out), "--exclude",
+                 str(tmp_path / "test.txt")]) == 0
+    words = lm_vocabulary(out)
+    assert "rat" not in words and "cat" in words

@@ -169,8 +169,23 @@ def cmd_lm(args: argparse.Namespace) -> int:
     from ..training import lm
 
     try:
+        if args.lm_command == "build" and args.kenlm:
+            from ..training.kenlm import KenLMError, run_build
+
+            try:
+                info = run_build(args)
+            except KenLMError as e:
+                error(str(e))
+                return 1
+            print(f"{args.output}: order {info.get('order')}, {info.get('sentences')} sentences kept, "
+                  f"{info.get('excluded')} excluded; details in {Path(args.output).with_suffix('.build.json')}")
+            return 0
         if args.lm_command == "build":
-            info = lm.build_arpa(lm.read_sentences(args.sources), args.output, args.order)
+            from ..training.data import held_out_sentences
+
+            held = held_out_sentences(args.exclude, args.exclude_min_words) if args.exclude else set()
+            text = (s for s in lm.read_sentences(args.sources) if s not in held)
+            info = lm.build_arpa(text, args.output, args.order or 3)
             print(f"{args.output}: order {info['order']}, {info['sentences']} sentences, {info['words']} words, "
                   f"vocabulary {info['vocabulary']}, n-grams {info['ngrams']}")
             return 0
@@ -230,10 +245,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lm", help="word n-gram LM for beam search: build (ARPA), tune weights, eval")
     lm_sub = p.add_subparsers(dest="lm_command", required=True)
-    q = lm_sub.add_parser("build", help="modified Kneser-Ney n-gram ARPA from text files / LibriSpeech folders")
-    q.add_argument("sources", nargs="+", help="text files (one sentence a line) or folders with *.trans.txt")
-    q.add_argument("-o", "--output", required=True, help="ARPA file to write")
-    q.add_argument("--order", type=int, default=3, help="n-gram order (default: 3)")
+    q = lm_sub.add_parser("build", help="modified Kneser-Ney n-gram LM from text files, manifests, LibriSpeech "
+                                        "folders: ARPA in pure Python, or with --kenlm a pruned KenLM binary")
+    q.add_argument("sources", nargs="+", help="text files (one sentence a line; --kenlm also reads .xz/.gz), "
+                                              "jsonl manifests or folders with *.trans.txt")
+    q.add_argument("-o", "--output", required=True, help="LM file to write (ARPA; with --kenlm a binary + "
+                                                         "OUT.words.txt unless --arpa)")
+    q.add_argument("--order", type=int, default=None, help="n-gram order (default: 3; 4 with --kenlm)")
+    q.add_argument("--kenlm", action="store_true",
+                   help="build with KenLM's lmplz (large text, pruning, vocabulary caps, binary output; "
+                        "its tools are built once from the kenlm sdist)")
+    from ..training.kenlm import add_build_arguments as add_kenlm_arguments
+
+    add_kenlm_arguments(q, common=False)
     q = lm_sub.add_parser("tune", help="grid-search LM weight and word score on a dev set; saves LM.json")
     q.add_argument("data", nargs="+", help="dev corpus folders or manifests")
     q.add_argument("--model", help="model checkpoint (default: bundled)")

@@ -454,13 +454,19 @@ def perplexity(lm: PathLike, sentences: Iterable[str], tools: Optional[dict] = N
 
 # ------------------------------------------------------------------------------------------ CLI
 
-def add_build_arguments(p: argparse.ArgumentParser) -> None:
-    """`build` options (shared with a future `asr lm build --kenlm`)."""
+def add_build_arguments(p: argparse.ArgumentParser, common: bool = True) -> None:
+    """`build` options; `asr lm build` adds all but sources/-o/--order (`common`), which it has itself."""
+    if not common:
+        return _add_kenlm_options(p)
     p.add_argument("sources", nargs="+", help="text files (.txt/.gz/.xz/.bz2, one sentence per line), jsonl "
                                               "manifests (their text) and LibriSpeech-layout folders")
     p.add_argument("-o", "--output", required=True, type=Path,
                    help="LM file: KenLM binary (+ OUT.words.txt, OUT.build.json); with --arpa an ARPA file")
     p.add_argument("--order", type=int, default=4, help="n-gram order (default 4)")
+    _add_kenlm_options(p)
+
+
+def _add_kenlm_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prune", type=int, nargs="+", default=[0, 1, 1, 1], metavar="N",
                    help="drop n-grams seen at most N times, one N per order from unigrams (must be 0), the last "
                         "repeats (default 0 1 1 1: singletons of order >= 2)")
@@ -484,7 +490,7 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_build(args: argparse.Namespace) -> dict:
     tools = ensure_kenlm_tools(args.kenlm_dir)
-    return build_lm(args.sources, args.output, order=args.order, prune=args.prune, exclude=args.exclude,
+    return build_lm(args.sources, args.output, order=args.order or 4, prune=args.prune, exclude=args.exclude,
                     vocab_min_count=args.vocab_min_count, vocab_size=args.vocab_size, vocab_include=args.vocab_include,
                     exclude_min_words=args.exclude_min_words, binary=not args.arpa,
                     quantize=args.quantize or None, memory=args.memory, discount_fallback=args.discount_fallback,
