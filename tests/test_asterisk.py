@@ -188,3 +188,17 @@ def test_missing_packages(tmp_path: Path, capsys, monkeypatch):
     assert main([str(tmp_path / "out"), "--sounds-dir", str(sounds), "--text-file", str(text)]) == 1
     err = capsys.readouterr().err.strip()
     assert err == "error: ffmpeg is not installed (install the Debian package ffmpeg)"
+
+
+def test_asr_prepare_asterisk_command(sounds: tuple[Path, Path], tmp_path: Path, capsys, monkeypatch):
+    from asr.apps.cli import main as asr_main
+    from asr.training import asterisk
+
+    root, text = sounds
+    real = asterisk.prepare
+    monkeypatch.setattr(asterisk, "prepare", lambda dest: real(dest, root, text))  # the fake prompts
+    assert asr_main(["prepare", "asterisk", "--dest", str(tmp_path / "data")]) == 0
+    assert f"asterisk: {tmp_path / 'data' / 'asterisk' / 'asterisk.jsonl'} (2 prompts" in capsys.readouterr().out
+    monkeypatch.setattr(asterisk, "prepare", lambda dest: real(dest, tmp_path / "nowhere", text))
+    assert asr_main(["prepare", "asterisk", "--dest", str(tmp_path / "data")]) == 1
+    assert "asterisk-core-sounds-en-g722" in capsys.readouterr().err

@@ -8,39 +8,15 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from ..audio import AudioError
 from ..lm import LM_BEAM_SIZE
-from ..model import DEFAULT_MODEL
 from .common import add_decoder_arguments, command_decoder, error
 from .common import command_model as load_model
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from ..transcribe import transcribe_file
+    from .batch import cmd_transcribe as run
 
-    model = load_model(args.model, args.int8)
-    decoder = command_decoder(model, args)
-    failures = 0
-    for file in args.files:
-        try:
-            result = transcribe_file(model, file, decoder, align=bool(args.output_format),
-                                     stream_chunk_ms=args.stream_chunk_ms)
-        except AudioError as e:
-            error(str(e))
-            failures += 1
-            continue
-        text, words = result.text, result.words
-        print(f"{file}: {text}", flush=True)
-        if args.output_format:
-            from ..output import write_transcript
-
-            try:
-                write_transcript(args.output_format, text, words, file, args.output_dir)
-            except OSError as e:
-                error(f"{file}: cannot write {args.output_format} output: {e}")
-                failures += 1
-    # Non-zero only when nothing at all could be transcribed, so batch jobs keep partial results.
-    return 1 if failures and failures == len(args.files) else 0
+    return run(args)
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
@@ -79,6 +55,18 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     failures = 0
     for subset in args.subsets:
+        if subset == "asterisk":  # Debian's Asterisk prompts: a real-speech test set on this machine
+            from ..training.asterisk import prepare
+
+            try:
+                done = prepare(Path(args.dest) / "asterisk")
+            except (RuntimeError, ValueError, OSError) as e:
+                error(str(e))
+                failures += 1
+                continue
+            utts = load_manifest(done.manifest)
+            print(f"asterisk: {done.manifest} ({len(utts)} prompts, {sum(u.duration for u in utts) / 60:.1f} min)")
+            continue
         try:
             folder = download_librispeech(subset, Path(args.dest))
         except (RuntimeError, ValueError, OSError) as e:
@@ -211,18 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asr", description="Streaming GRU-CTC speech recognition")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("transcribe", help="transcribe audio files (wav, flac, ogg, mp3)")
-    p.add_argument("files", nargs="+", help="audio files")
-    p.add_argument("--model", help=f"model checkpoint (default: bundled {DEFAULT_MODEL.name})")
-    p.add_argument("--int8", action="store_true", help="int8 GRU/linear weights (faster on CPU)")
-    p.add_argument("--stream-chunk-ms", type=float, default=0,
-                   help="run the file through the streaming recognizer in chunks of N ms")
-    add_decoder_arguments(p)
-    from ..output import FORMATS
+    from .batch import add_arguments as add_transcribe_arguments
 
-    p.add_argument("--output-format", choices=FORMATS,
-                   help="also write one file per input (<stem>.<format>) with word times and confidences")
-    p.add_argument("--output-dir", default=".", help="folder for --output-format files (default: .)")
+    p = sub.add_parser("transcribe", help="transcribe audio files and folders (wav, flac, ogg, opus, mp3), in "
+                                          "parallel, resumable, or on a Ray cluster (docs/batch.md)")
+    add_transcribe_arguments(p)
     p.set_defaults(func=cmd_transcribe)
 
     from .listen import add_arguments as add_listen_arguments
@@ -284,8 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--limit", type=int, help="use only the first N utterances")
     p.set_defaults(func=cmd_lm)
 
-    p = sub.add_parser("prepare", help="download + extract LibriSpeech subsets from OpenSLR, build manifests")
-    p.add_argument("subsets", nargs="+", help="e.g. train-clean-100 dev-clean test-clean")
+    p = sub.add_parser("prepare", help="download + extract LibriSpeech subsets from OpenSLR, build manifests; "
+                                        "`asterisk`: Debian's Asterisk prompts as a test set")
+    p.add_argument("subsets", nargs="+", help="e.g. train-clean-100 dev-clean test-clean, or asterisk (decodes the "
+                                              "installed asterisk-core-sounds-en-g722 prompts with ffmpeg)")
     p.add_argument("--dest", default="data", help="download folder (default: data)")
     p.set_defaults(func=cmd_prepare)
 
