@@ -616,6 +616,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--serve", action="store_true",
                    help="instead: load-test `asr serve` with N = 1, 10, 50, 100, 200 real-time streams (docs/server.md)")
     p.add_argument("--streams", type=int, nargs="+", help="with --serve: these stream counts instead")
+    p.add_argument("--batch", nargs="+", metavar="SOURCE",
+                   help="instead: `asr transcribe` throughput over these files/folders/jsonl manifests with 1, 2 and "
+                        "all-cores worker processes and a 2-worker local Ray instance (docs/batch.md)")
+    p.add_argument("--batch-every", type=int, default=1, metavar="K", help="with --batch: every K-th file only")
+    p.add_argument("--batch-jobs", type=int, nargs="+", metavar="N", help="with --batch: these process counts")
+    p.add_argument("--batch-ray", type=int, default=2, metavar="N",
+                   help="with --batch: Ray workers (0: skip Ray; skipped too when Ray is not installed)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -628,6 +635,10 @@ def run(args: argparse.Namespace) -> int:
 
         run_serve_bench(args.streams or STREAMS, model=args.model)
         return 0
+    if args.batch:
+        from .batch import run_benchmark
+
+        return run_benchmark(args)
 
     opts = BenchOptions(model=args.model, audio=args.audio, seconds=args.seconds, quick=args.quick, int8=args.int8,
                         lstm=args.lstm, pocketsphinx=args.pocketsphinx, eval_data=args.eval_data,
