@@ -1,11 +1,17 @@
-"""Audio input: decode files, downmix to mono, resample to 16 kHz."""
+"""Audio input: decode files, downmix to mono, resample to 16 kHz.
+
+Files are decoded in bounded blocks (`AudioReader`), so a file whose header lies about its length, or an
+hour-long recording streamed through `stream_audio`, never makes us allocate more than a block at a time.
+Every way a file can be unusable ends in one `AudioError` whose message is one line naming the file.
+"""
 
 from __future__ import annotations
 
 import math
 import os
+import stat
 from pathlib import Path
-from typing import Union
+from typing import Iterator, Optional, Union
 
 import numpy as np
 import soundfile as sf
@@ -13,6 +19,18 @@ import torch
 import torchaudio
 
 from .features import SAMPLE_RATE
+
+# Sample rates outside this range are not audio we can use (a corrupt header, most likely).
+MIN_RATE, MAX_RATE = 2000, 1_000_000
+# |sample| above this in a float file is corrupt data, not sound: full scale is 1.0, and the log-mel
+# front end overflows float32 (NaN features) somewhere above 1e6.
+MAX_ABS_SAMPLE = 1e4
+BLOCK_SECONDS = 10.0
+BLOCK_VALUES = 1 << 22  # at most this many samples (all channels) per block: 16 MB as float32
+# torchaudio's polyphase kernel has (rate / g) x (16000 / g) taps (g = gcd): for a rate like 44101 Hz
+# that is 700 M floats. Such rates are treated as the nearest multiple of 100 Hz (kernel <= 1.2 M floats,
+# a time/pitch error below 0.2 % even at 25 kHz).
+MAX_KERNEL = 2_000_000
 
 
 class AudioError(Exception):
@@ -32,23 +50,143 @@ def resample(waveform: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -
     return out.numpy()
 
 
-def load_audio(path: Union[str, Path], sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Any file libsndfile reads (wav, flac, ogg/opus, mp3) -> float32 mono at `sample_rate`."""
+def usable_rate(rate: int, target_sr: int = SAMPLE_RATE) -> int:
+    """The rate to resample from: `rate` itself, or for an odd rate whose resampling kernel would be huge,
+    the nearest multiple of 100 Hz."""
+    g = math.gcd(rate, target_sr)
+    if (rate // g) * (target_sr // g) <= MAX_KERNEL:
+        return rate
+    return max(100, round(rate / 100) * 100)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[-1].strip() if text else type(e).__name__
+
+
+def check_audio_path(path: Union[str, Path]) -> Path:
+    """`path` as a Path if it can be an audio file; else AudioError (missing, a folder, a FIFO or device,
+    which would block or never end, or empty)."""
     path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
-    if path.is_dir():
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise AudioError(f"{path}: no such file") from None
+    except OSError as e:
+        raise AudioError(f"{path}: cannot open ({e.strerror or _one_line(e)})") from None
+    if stat.S_ISDIR(mode):
         raise AudioError(f"{path}: is a directory, not an audio file")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise AudioError(f"{path}: not a regular file ({kind})")
     if os.path.getsize(path) == 0:
         raise AudioError(f"{path}: empty file")
-    try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=False)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise AudioError(f"{path}: cannot decode audio ({reason})") from None
-    if data.size == 0:
-        raise AudioError(f"{path}: contains no audio samples")
-    return resample(to_mono(data), sr, sample_rate)
+    return path
+
+
+class AudioReader:
+    """An open audio file, decoded block by block to float32 mono at the file's rate.
+
+    Reads until the decoder has no more data (never trusting the header's length), holds one block at a
+    time, and turns every decoding problem into an AudioError naming the file. Use as a context manager.
+    """
+
+    def __init__(self, path: Union[str, Path]):
+        self.path = check_audio_path(path)
+        try:
+            self._file = sf.SoundFile(str(self.path))
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as e:
+            raise AudioError(f"{self.path}: cannot decode audio ({_one_line(e)})") from None
+        rate, channels = self._file.samplerate, self._file.channels
+        if not MIN_RATE <= rate <= MAX_RATE:
+            self.close()
+            raise AudioError(f"{self.path}: unsupported sample rate {rate} Hz (corrupt header?)")
+        if channels < 1:
+            self.close()
+            raise AudioError(f"{self.path}: no audio channels (corrupt header?)")
+        self.channels = channels
+        self.file_rate = rate
+        self.samplerate = usable_rate(rate)  # the rate the samples are resampled from
+        self.frames_read = 0
+
+    @property
+    def header_seconds(self) -> Optional[float]:
+        """The duration the header claims (may be wrong for corrupt or truncated files), or None."""
+        frames = self._file.frames
+        return frames / self.file_rate if 0 < frames < 1 << 62 else None
+
+    def blocks(self, seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
+        """Mono float32 blocks of up to `seconds` each, at `samplerate`, until the data ends."""
+        size = max(1, min(int(self.file_rate * seconds), BLOCK_VALUES // self.channels))
+        while True:
+            try:
+                data = self._file.read(size, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, MemoryError, OSError) as e:
+                raise AudioError(f"{self.path}: cannot decode audio ({_one_line(e)})") from None
+            if data.shape[0] == 0:
+                return
+            self.frames_read += data.shape[0]
+            mono = to_mono(data) if data.shape[1] > 1 else data[:, 0]
+            self._check(mono)
+            yield np.ascontiguousarray(mono, dtype=np.float32)
+
+    def _check(self, x: np.ndarray) -> None:
+        finite = np.isfinite(x)
+        if not finite.all():
+            raise AudioError(f"{self.path}: corrupt audio: {int(x.size - finite.sum())} NaN or infinite sample(s) "
+                             f"near {self.frames_read / self.file_rate:.1f} s")
+        peak = float(np.abs(x).max()) if x.size else 0.0
+        if peak > MAX_ABS_SAMPLE:
+            raise AudioError(f"{self.path}: corrupt audio: sample value {peak:.3g} near "
+                             f"{self.frames_read / self.file_rate:.1f} s (full scale is 1)")
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "AudioReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def decode_blocks(reader: AudioReader, blocks: list[np.ndarray], sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Whole-file blocks -> float32 mono at `sample_rate` (one resampling pass, as load_audio does)."""
+    if not blocks or sum(b.size for b in blocks) == 0:
+        raise AudioError(f"{reader.path}: contains no audio samples")
+    data = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+    return resample(data, reader.samplerate, sample_rate)
+
+
+def load_audio(path: Union[str, Path], sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Any file libsndfile reads (wav, flac, ogg/opus, mp3) -> float32 mono at `sample_rate`.
+
+    Holds the whole file: for long recordings use `stream_audio`."""
+    with AudioReader(path) as reader:
+        return decode_blocks(reader, list(reader.blocks()), sample_rate)
+
+
+def stream_audio(path: Union[str, Path], sample_rate: int = SAMPLE_RATE,
+                 block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
+    """The file as float32 mono blocks at `sample_rate`, resampled in the stream (`StreamingResampler`):
+    memory stays bounded however long the file. The concatenated blocks equal `load_audio` (to float
+    rounding). AudioError for a bad file, also part-way through."""
+    with AudioReader(path) as reader:
+        resampler = StreamingResampler(reader.samplerate, sample_rate)
+        empty = True
+        for block in reader.blocks(block_seconds):
+            empty = False
+            yield resampler.accept(block)
+        if empty:
+            raise AudioError(f"{reader.path}: contains no audio samples")
+        yield resampler.flush()
+
+
+def audio_duration(path: Union[str, Path]) -> Optional[float]:
+    """Seconds of audio the file's header claims (for progress bars: cheap, may be wrong for a corrupt or
+    truncated file), or None when the header does not say."""
+    with AudioReader(path) as reader:
+        return reader.header_seconds
 
 
 class StreamingResampler:

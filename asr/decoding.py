@@ -224,13 +224,19 @@ class BeamSearchDecoder:
                 lexicon_words = lm_vocabulary(lm)  # ARPA unigrams, or a binary LM's LM.words.txt
             words = sorted({w for w in list(lexicon_words) + list(self.hotwords) if w and set(w) <= allowed})
             if not words:
-                raise ValueError(f"{lm}: no words spelled with the model's characters")
+                from .lm import lexicon_source
+
+                raise ValueError(f"{lexicon_source(lm)}: no words spelled with the model's characters")
             self._tmp = tempfile.TemporaryDirectory(prefix="asr-lexicon-")
             lexicon = Path(self._tmp.name) / "lexicon.txt"
             lexicon.write_text("".join(f"{w}\t{' '.join(w)} {SILENCE}\n" for w in words))
             word_list = Path(self._tmp.name) / "words.txt"
             word_list.write_text("".join(f"{w}\n" for w in words + ["<unk>"]))
             word_dict = Dictionary(str(word_list))
+            from .lm import is_kenlm_binary, verify_kenlm_binary
+
+            if is_kenlm_binary(lm):
+                verify_kenlm_binary(lm, word_list)
             try:
                 with _quiet_stderr():  # KenLM prints a progress bar and a tip about binary files on every load
                     kenlm = KenLM(str(lm), word_dict)

@@ -4,6 +4,10 @@ the bundled default. Building and tuning LMs is training work: asr/training/lm.p
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Optional, Union
 
@@ -55,6 +59,56 @@ def is_kenlm_binary(path: PathLike) -> bool:
         return f.read(len(KENLM_BINARY_MAGIC)) == KENLM_BINARY_MAGIC
 
 
+# A corrupt KenLM binary can crash KenLM outright (it trusts the offsets in the file: a few flipped bytes
+# gave a segmentation fault), which no exception handler catches. So a binary is first loaded in a child
+# process, which also looks up every word; a file that passed is remembered by (path, size, mtime), so this
+# costs ~0.5 s once per file.
+_CACHE_HOME = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+_VERIFIED_CACHE = _CACHE_HOME / "asr" / "kenlm-verified.json"
+# The child also scores every word once, as the decoder does when it builds its lexicon trie: corrupt
+# tables crash there rather than in the loader.
+_PROBE = ("import sys\nfrom flashlight.lib.text.decoder.kenlm import KenLM\n"
+          "from flashlight.lib.text.dictionary import Dictionary\n"
+          "d = Dictionary(sys.argv[2])\nlm = KenLM(sys.argv[1], d)\nstate = lm.start(False)\n"
+          "for i in range(d.index_size()):\n    lm.finish(lm.score(state, i)[0])\n")
+
+
+def verify_kenlm_binary(lm: PathLike, word_list: PathLike) -> None:
+    """ValueError naming `lm` if loading it crashes KenLM (a corrupt binary); other load errors are left to
+    the real load, which reports them. `word_list`: a flashlight dictionary file (one word a line)."""
+    path = Path(lm).resolve()
+    try:
+        st = path.stat()
+        key, stamp = str(path), [st.st_size, st.st_mtime_ns]
+        cache = json.loads(_VERIFIED_CACHE.read_text()) if _VERIFIED_CACHE.is_file() else {}
+        if not isinstance(cache, dict):
+            cache = {}
+    except (OSError, ValueError):
+        key, stamp, cache = str(path), None, {}
+    if stamp is not None and cache.get(key) == stamp:
+        return
+    try:
+        child = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(word_list)], capture_output=True,
+                               timeout=600)
+    except (OSError, subprocess.TimeoutExpired):
+        return  # cannot probe here (no fork, very slow disk): load it in this process as before
+    if child.returncode < 0:
+        try:
+            name = signal.Signals(-child.returncode).name
+        except ValueError:
+            name = f"signal {-child.returncode}"
+        raise ValueError(f"{lm}: corrupt KenLM binary (loading it crashed KenLM: {name}); rebuild it")
+    if child.returncode == 0 and stamp is not None:
+        cache[key] = stamp
+        try:
+            _VERIFIED_CACHE.parent.mkdir(parents=True, exist_ok=True)
+            tmp = _VERIFIED_CACHE.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(cache))
+            os.replace(tmp, _VERIFIED_CACHE)
+        except OSError:
+            pass  # no cache: the probe runs again next time
+
+
 def words_path(lm: PathLike) -> Path:
     """The word list beside a binary LM: lm.bin -> lm.words.txt (a binary LM has no readable vocabulary)."""
     return Path(lm).with_suffix(".words.txt")
@@ -76,6 +130,11 @@ def lm_vocabulary(lm: PathLike) -> list[str]:
     return vocab
 
 
+def lexicon_source(lm: PathLike) -> Path:
+    """The file the decoder's words come from, for error messages: the word list of a binary LM, else the LM."""
+    return words_path(lm) if is_kenlm_binary(lm) else Path(lm)
+
+
 def settings_path(lm: PathLike) -> Path:
     """Tuned decoding settings live next to the LM: lm.arpa -> lm.arpa.json."""
     return Path(str(lm) + ".json")
@@ -87,7 +146,14 @@ def load_settings(lm: PathLike) -> dict:
     path = settings_path(lm)
     settings = {"lm_weight": DEFAULT_LM_WEIGHT, "word_score": DEFAULT_WORD_SCORE}
     if path.exists():
-        settings.update(json.loads(path.read_text()))
+        try:
+            tuned = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise ValueError(f"{path}: unreadable LM settings ({type(e).__name__}); fix or delete it") from None
+        numbers = ("lm_weight", "word_score", "silence_score", "beam_size")
+        if not isinstance(tuned, dict) or any(not isinstance(tuned.get(k, 0), (int, float)) for k in numbers):
+            raise ValueError(f"{path}: LM settings must be a JSON object of numbers ({', '.join(numbers)})")
+        settings.update(tuned)
     return settings
 
 

@@ -111,7 +111,7 @@ class AcousticModel(nn.Module):
 
     def checkpoint(self) -> dict:
         """Everything needed to rebuild the model: config, vocabulary, normalization stats, weights."""
-        return {"config": dataclasses.asdict(self.config),
+        return {"format": CHECKPOINT_FORMAT, "config": dataclasses.asdict(self.config),
                 "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
                 "word_delay": list(self.word_delay)}
 
@@ -128,7 +128,15 @@ class AcousticModel(nn.Module):
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> "AcousticModel":
-        return cls.from_checkpoint(read_checkpoint(path)[1])
+        """The model in a checkpoint file; FileNotFoundError / ValueError with one line naming the file."""
+        inner = read_checkpoint(path)[1]
+        try:
+            return cls.from_checkpoint(inner)
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+            # Weights that do not fit the config (another architecture or version), a config field of the
+            # wrong type, ...: load_state_dict's message lists every tensor, so say what kind of problem it is.
+            reason = "weights do not match its config" if isinstance(e, RuntimeError) else _first_line(e)
+            raise ValueError(f"{path}: not a usable asr model checkpoint ({reason})") from None
 
 
 def with_lookahead(x: torch.Tensor, k: int, steps: int) -> torch.Tensor:
@@ -277,18 +285,45 @@ def is_quantized(model: nn.Module) -> bool:
     return bool(getattr(model, "int8", False))
 
 
+# Version of the checkpoint layout `checkpoint()` writes (files without the field are version 1). A reader
+# refuses newer versions with a clear message instead of failing somewhere inside them.
+CHECKPOINT_FORMAT = 1
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+
+
 def read_checkpoint(path: Union[str, Path]) -> tuple[dict, dict]:
     """(the file's contents, the model's part of them): a training checkpoint nests the model under
-    "model" beside optimizer state etc.; a model checkpoint is the model's part itself."""
+    "model" beside optimizer state etc.; a model checkpoint is the model's part itself.
+
+    FileNotFoundError / ValueError with one line naming the file when it is missing, truncated, corrupt,
+    not an asr checkpoint, or from a newer version of asr."""
+    if Path(path).is_dir():
+        raise ValueError(f"{path}: is a directory, not a model checkpoint")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: model file not found") from None
     except Exception as e:  # pickle/zip errors carry long messages; one line is enough
-        raise ValueError(f"{path}: not a valid asr model checkpoint ({type(e).__name__})") from None
+        hint = "truncated or corrupt" if isinstance(e, (RuntimeError, EOFError)) else "not a torch checkpoint"
+        raise ValueError(f"{path}: not a valid asr model checkpoint ({hint}: {type(e).__name__})") from None
     inner = ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt and "config" not in ckpt else ckpt
     if not isinstance(inner, dict) or "config" not in inner:
         raise ValueError(f"{path}: not an asr model checkpoint")
+    version = inner.get("format", 1)
+    if not isinstance(version, int) or version > CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: checkpoint format {version!r} is newer than this asr reads "
+                         f"({CHECKPOINT_FORMAT}); upgrade asr")
+    config, weights = inner["config"], inner.get("state_dict")
+    if not isinstance(config, dict) or not isinstance(weights, dict):
+        raise ValueError(f"{path}: not an asr model checkpoint (no config or weights)")
+    unknown = sorted(set(config) - {f.name for f in dataclasses.fields(ModelConfig)})
+    if unknown:
+        raise ValueError(f"{path}: model config has fields this asr does not know ({', '.join(map(str, unknown))}): "
+                         "written by another version?")
     return ckpt, inner
 
 
