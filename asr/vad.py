@@ -6,11 +6,12 @@ and stretches without speech are not run through the model at all.
 
 Frame decisions come from WebRTC's VAD (PyPI `webrtcvad-wheels`: a small C extension, no model
 weights) in its most aggressive mode. Chosen by measurement (docs/reliability.md): on 5-minute joined
-recordings (synthetic and Common Voice clips, 0.5-2 s pauses of -60 dBFS noise) it cut at the same pauses
-as Silero VAD (`SileroDetector`, PyPI `silero-vad`, a neural model), for the same WER within 1 point, at
-~1/50 of the CPU (real-time factor 0.0005 vs 0.02-0.03, more than the acoustic model's own cost).
-Less aggressive WebRTC modes took the quiet pauses for speech and merged clips into long segments
-(WER +6 points).
+recordings (synthetic and Common Voice clips, 0.5-2 s pauses of -60 dBFS noise) it cut all 53 pauses
+between the Common Voice clips, as Silero VAD (`SileroDetector`, PyPI `silero-vad`, a neural model) did,
+and 52 of the 60 between the synthetic ones (Silero: 60), for the same WER within 1 point on the synthetic
+ones (45.3 vs 44.5 %, greedy), at ~1/60 of the CPU (real-time factor 0.0002-0.0003 vs 0.016-0.017; Silero
+costs more than the acoustic model itself). Less aggressive WebRTC modes took the quiet pauses for speech
+and merged clips into long segments (19-21 of the 60 pauses cut; WER +7.5 points).
 
 `SpeechSegmenter` turns frame decisions into segments with hysteresis (a segment ends after
 `min_silence` s without speech), pads each side by `pad` s (never overlapping its neighbours) and
