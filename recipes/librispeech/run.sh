@@ -17,7 +17,7 @@ else
     asr train "${args[@]}"
 fi
 
-# word times: subtract the model's emission delay (needs espeak-ng and flite; see asr/timing.py)
+# word times: subtract the model's emission delay (needs espeak-ng and flite; see asr/training/timing.py)
 asr calibrate-timing "$EXP/best.pt" || echo "word-timing calibration skipped: word times will run late"
 
 for s in $TEST_SUBSETS; do

@@ -1,5 +1,5 @@
 # Settings for recipes/synthetic/run.sh; override any of them in the environment.
-# The defaults are the ones that trained the bundled model (assets/MODEL.md).
+# The defaults are the ones that trained the synthetic-voice model (docs/synthetic-model.md).
 OUT=${OUT:-data/synthetic}             # the corpus
 EXP=${EXP:-exp/synthetic}              # checkpoints, history.json, progress.png
 HOURS_TRAIN=${HOURS_TRAIN:-12}
