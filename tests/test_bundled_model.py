@@ -26,9 +26,10 @@ def test_transcribe_without_model_uses_bundled_model(capsys, int8):
     hyps = {Path(line.split(": ", 1)[0]).name: line.split(": ", 1)[1] if ": " in line else ""
             for line in capsys.readouterr().out.splitlines()}
     assert set(hyps) == set(refs)
-    # The held-out espeak voice is the bundled model's best case (README: 13 % CER on that engine);
-    # the bound leaves room for int8 rounding but fails on a broken or untrained model.
-    espeak = error_rates([refs["espeak-en-us-m3.wav"]], [hyps["espeak-en-us-m3.wav"]])
-    assert espeak.cer < 0.1
+    # Measured with the bundled real-speech model and LM (assets/MODEL.md): CER 0.38 on all six samples
+    # (0.39 int8), 0.56 on the three human ones (Common Voice, Asterisk, alsa-utils). The bounds leave room
+    # for int8 rounding but fail on a broken or untrained model (CER ~1).
     overall = error_rates(list(refs.values()), [hyps[k] for k in refs])
-    assert overall.cer < 0.6
+    assert overall.cer < 0.5
+    human = [k for k in refs if not k.startswith(("espeak", "festival", "flite"))]
+    assert error_rates([refs[k] for k in human], [hyps[k] for k in human]).cer < 0.7

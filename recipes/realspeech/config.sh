@@ -1,0 +1,23 @@
+# Settings for recipes/realspeech/run.sh; override any of them in the environment.
+# The defaults are the ones that made the bundled model and LM (assets/MODEL.md).
+SHARED=${SHARED:-/work/shared/data}                 # realspeech/, noise/, lm-text/ (../shared/data/README.md)
+REAL=${REAL:-$SHARED/realspeech}
+GUTENBERG=${GUTENBERG:-$SHARED/lm-text/gutenberg.txt.xz}
+DATA=${DATA:-data/realspeech}                       # the Asterisk test set, exclusion lists
+EXP=${EXP:-exp/realspeech}                          # checkpoints, history.json, progress.png, LM, eval
+INIT=${INIT:-$EXP/synthetic.pt}                   # start from the synthetic-voice model ("" = from scratch);
+#   missing: taken from git (the bundled model before the real-speech one, docs/synthetic-model.md)
+SEED=${SEED:-1}
+# Fine-tuning: all 9.2 h of real training speech, bf16 autocast (as good as fp32 here, ~2x faster).
+EPOCHS=${EPOCHS:-9}                                  # 2,979 steps of 160 s batches
+LR=${LR:-1e-3}
+BATCH_SECONDS=${BATCH_SECONDS:-160}
+EQ_PROB=${EQ_PROB:-0.3}                             # random band limits + peaking EQ
+REVERB_PROB=${REVERB_PROB:-0.3}                     # synthetic room tail
+PRECISION=${PRECISION:-bf16}
+# The LM: pruned 4-gram KenLM from Gutenberg + the training transcripts (LM.md here)
+ORDER=${ORDER:-4}
+PRUNE=${PRUNE:-0 1 2 2}
+VOCAB_MIN_COUNT=${VOCAB_MIN_COUNT:-20}
+DICT=${DICT:-/usr/share/dict/american-english}      # Debian wamerican: keeps rare real words
+EXCLUDE_MIN_WORDS=${EXCLUDE_MIN_WORDS:-2}           # 2: single-word training lines stay (LM.md)

@@ -1,0 +1,69 @@
+"""The real-speech recipe end to end at toy size: held-out sets -> fine-tune (--init) -> calibrate timing ->
+Gutenberg-style KenLM with held-out sentences removed -> tune on dev -> eval beside PocketSphinx."""
+
+from __future__ import annotations
+
+import json
+import lzma
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from asr.model import AcousticModel, ModelConfig, atomic_torch_save
+from conftest import SENTENCES, espeak
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _manifest(path: Path, rows: list[tuple[str, str]], audio: Path) -> None:
+    audio.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, (text, source) in enumerate(rows):
+        wav = audio / f"{path.stem}-{i}.wav"
+        sf.write(wav, espeak(text), 16000)
+        lines.append(json.dumps({"path": str(wav), "text": text, "source": source}))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_realspeech_recipe_runs_every_stage(tmp_path):
+    missing = [b for b in ("diatheke", "espeak-ng", "flite", "text2wave") if shutil.which(b) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (bash .ci/install installs them)")
+    shared, data, exp = tmp_path / "shared", tmp_path / "data", tmp_path / "exp"
+    real = shared / "realspeech"
+    real.mkdir(parents=True)
+    dev_sentence = SENTENCES[1]
+    # a training clip that speaks the dev sentence must be dropped from training and from the LM text
+    _manifest(real / "train.jsonl", [(SENTENCES[0], "commonvoice1"), (SENTENCES[2], "commonvoice1"),
+                                     (dev_sentence, "commonvoice1"), ("yes", "speechcommands")], real / "audio")
+    _manifest(real / "dev.jsonl", [(dev_sentence, "commonvoice1"), ("yes", "speechcommands")], real / "audio")
+    _manifest(data / "asterisk" / "asterisk.jsonl", [("please hold the line", "asterisk")], data / "audio")
+    (shared / "lm-text").mkdir()
+    with lzma.open(shared / "lm-text" / "gutenberg.txt.xz", "wt") as f:
+        f.write("".join(s + "\n" for s in SENTENCES * 3 + ["please hold the line", "yes"]))
+    init = tmp_path / "init.pt"
+    atomic_torch_save(AcousticModel(ModelConfig(hidden=32, layers=1)).checkpoint(), init)
+
+    env = dict(os.environ, SHARED=str(shared), DATA=str(data), EXP=str(exp), INIT=str(init), EPOCHS="1",
+               BATCH_SECONDS="20", PRECISION="fp32", VOCAB_MIN_COUNT="1", BEAM="8")
+    proc = subprocess.run(["bash", "recipes/realspeech/run.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"initialized from {init}" in proc.stderr
+    assert "1 training utterances speak a held-out sentence; dropped" in proc.stderr
+    model = AcousticModel.load(exp / "model.pt")
+    assert model.config.hidden == 32 and model.word_delay != (0.0, 0.0)  # the init's shape, calibrated
+    build = json.loads((exp / "lm.build.json").read_text())
+    words = (exp / "lm.words.txt").read_text().split()
+    assert "hold" not in words and "yes" in words  # the Asterisk sentence removed, single words kept
+    assert sum(s["excluded"] for s in build["sources"].values()) == 3 + 1 + 1, build["sources"]  # dev x4, Asterisk
+    tuned = json.loads((exp / "lm.bin.json").read_text())
+    assert tuned["beam_size"] == 8 and {"lm_weight", "word_score"} <= set(tuned)
+    errors = [json.loads(line) for line in (exp / "errors.jsonl").read_text().splitlines()]
+    assert len(errors) == 2 + 1 + 8  # dev, Asterisk, alsa phrases
+    assert "pocketsphinx" in proc.stdout.lower()
