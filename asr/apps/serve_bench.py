@@ -234,14 +234,14 @@ def render_table(rows: Sequence[dict]) -> str:
 def run_serve_bench(streams: Sequence[int] = STREAMS, seconds: float = 20.0, chunk_ms: float = 100.0,
                     rate: int = 16000, fmt: str = "s16le", threads: int = 0, model: Optional[str] = None,
                     url: Optional[str] = None, data: Optional[str] = None, seed: int = 0,
-                    out: Optional[TextIO] = None) -> list[dict]:
+                    out: Optional[TextIO] = None, server_args: Sequence[str] = ()) -> list[dict]:
     """Runs each load level in turn against one server and prints the markdown table (with the machine's
     load average before the run, since other processes on the machine change the numbers)."""
     out = out or sys.stdout
     tape = encode(load_tape(data, seed=seed), rate, fmt)
     server = None
     if url is None:
-        extra = ["--max-streams", str(max(streams)), "--threads", str(threads)]
+        extra = ["--max-streams", str(max(streams)), "--threads", str(threads), *server_args]
         server = ServerProcess(extra + (["--model", model] if model else []))
         url = server.url
     load_before = os.getloadavg()
@@ -271,6 +271,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", dest="fmt", choices=("s16le", "f32le"), default="s16le")
     p.add_argument("--threads", type=int, default=0, help="torch threads in the server (default 0: torch's default)")
     p.add_argument("--model", help="model checkpoint for the server (default: bundled)")
+    p.add_argument("--no-lm", action="store_true", help="start the server with --no-lm (greedy decoding)")
     p.add_argument("--url", help="benchmark a running server instead of starting one (e.g. http://127.0.0.1:8000)")
     p.add_argument("--data", help=f"jsonl manifest of real recordings (default {DEV_MANIFEST} when present)")
     p.add_argument("--seed", type=int, default=0)
@@ -278,7 +279,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     run_serve_bench(args.streams, args.seconds, args.chunk_ms, args.rate, args.fmt, args.threads, args.model,
-                    args.url, args.data, args.seed)
+                    args.url, args.data, args.seed, server_args=["--no-lm"] if args.no_lm else [])
     return 0
 
 
