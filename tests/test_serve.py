@@ -443,3 +443,19 @@ def test_lm_beam_search_for_streams_and_uploads(model, tmp_path):
         assert [f["text"] for f in got["final"]] == [expected.text]
         assert_same_words(received_words(got["final"][0]), expected_words(expected))
     assert upload["text"] == want[0].text
+
+
+def test_load_generator_runs_levels_and_stops_by_itself():
+    """The load generator (asr bench --serve): starts its own server, opens N real-time streams per level,
+    measures every chunk, and ends; a tiny run here (the table in docs/server.md is the full one)."""
+    import io
+
+    from asr.apps.serve_bench import run_serve_bench
+
+    out = io.StringIO()
+    rows = run_serve_bench([1, 3], seconds=1.0, out=out, server_args=["--no-lm"])
+    assert [r["streams"] for r in rows] == [1, 3]
+    for row in rows:
+        assert row["refused"] == 0 and row["dropped"] == 0 and not row["errors"]
+        assert 0 < row["p50_ms"] <= row["p99_ms"]
+    assert "| streams |" in out.getvalue()
