@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from .model import ASSETS
+from .utils import atomic_write
 
 PathLike = Union[str, Path]
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
@@ -101,10 +102,8 @@ def verify_kenlm_binary(lm: PathLike, word_list: PathLike) -> None:
     if child.returncode == 0 and stamp is not None:
         cache[key] = stamp
         try:
-            _VERIFIED_CACHE.parent.mkdir(parents=True, exist_ok=True)
-            tmp = _VERIFIED_CACHE.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(cache))
-            os.replace(tmp, _VERIFIED_CACHE)
+            with atomic_write(_VERIFIED_CACHE) as f:
+                f.write(json.dumps(cache))
         except OSError:
             pass  # no cache: the probe runs again next time
 
