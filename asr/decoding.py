@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
+import numpy as np
 import torch
 
 from .lm import LM_BEAM_SIZE
@@ -180,6 +181,16 @@ def _boosted_lm(base, boosts: dict[int, float]):
     return BoostedLM()
 
 
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax of (T, V) float32 scores, in numpy: the server calls it for every stream on
+    every step with a few rows, and torch's kernel wakes its thread pool for each call (milliseconds each
+    when the cores are busy); numpy stays in the calling thread. Row by row, so results do not depend on
+    how an utterance was cut into pieces."""
+    shifted = x - x.max(axis=-1, keepdims=True)
+    out = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
 class BeamSearchDecoder:
     """CTC beam search (flashlight's C++ decoder through torchaudio), batch or fed in pieces.
 
@@ -195,7 +206,8 @@ class BeamSearchDecoder:
 
     def __init__(self, vocab: Sequence[str], lm: Optional[str] = None, *, lm_weight: float = 0.5,
                  word_score: float = 0.0, silence_score: float = 0.0, beam_size: Optional[int] = None,
-                 beam_threshold: float = 25.0, hotwords: Optional[dict[str, float]] = None,
+                 beam_threshold: float = 25.0, beam_size_token: Optional[int] = None,
+                 hotwords: Optional[dict[str, float]] = None,
                  lexicon_words: Optional[Sequence[str]] = None, blank: int = 0):
         from torchaudio.models.decoder import ctc_decoder
 
@@ -206,6 +218,7 @@ class BeamSearchDecoder:
         self._tmp = None
         self.beam_size = beam_size or (LM_BEAM_SIZE if lm is not None else 32)
         options = dict(tokens=tokens, beam_size=self.beam_size, beam_threshold=beam_threshold,
+                       beam_size_token=beam_size_token,
                        blank_token=tokens[blank], sil_token=SILENCE, sil_score=silence_score, nbest=1)
         if lm is None:
             if self.hotwords:
@@ -266,7 +279,7 @@ class BeamSearchDecoder:
             raise RuntimeError("hypothesis() finalized this utterance; call reset() first")
         if logits.shape[0] == 0:
             return
-        self._decoder.decode_step(logits.float().log_softmax(-1).contiguous())
+        self._decoder.decode_step(torch.from_numpy(log_softmax(logits.detach().float().numpy())))
         self._steps += logits.shape[0]
 
     @property
@@ -274,8 +287,13 @@ class BeamSearchDecoder:
         """Best partial transcript so far (final once hypothesis() was called)."""
         if self._final is not None:
             return self._final.text
-        best = self._decoder.get_final_hypothesis()
-        return self._to_text(best[0]) if best else ""
+        if self._steps == 0:
+            return ""
+        # flashlight's own best-path query: the highest-scoring hypothesis, traced back to its last
+        # complete word. get_final_hypothesis() would copy all beam entries (~15x slower, every partial
+        # of every server stream) and lists them unsorted, so its first entry is not the best one.
+        best = self._decoder.decoder.get_best_hypothesis()
+        return self._to_text(self._decoder._to_hypo([best])[0])
 
     def hypothesis(self) -> Hypothesis:
         """Ends the utterance (adds the LM's end-of-sentence score) and returns the best result.

@@ -214,6 +214,34 @@ def test_streaming_beam_equals_batch_beam(overfit, tmp_path):
         recognizer.accept(wave[:1600])  # finished: needs reset() first
 
 
+
+@pytest.mark.parametrize("with_lm", [True, False])
+def test_partial_text_is_the_best_scoring_hypothesis(overfit, tmp_path, with_lm):
+    """The partial after each piece is the top-scoring beam entry (up to its last complete word), not
+    whichever entry the search happens to list first."""
+    model = overfit["model"]
+    lm = None
+    if with_lm:
+        build_arpa(SENTENCES, tmp_path / "lm.arpa", 3)
+        lm = str(tmp_path / "lm.arpa")
+    wave = np.concatenate([overfit["waves"][1], espeak("turn left at the light", "en-gb"), overfit["waves"][0]])
+    logits = batch_logits(model, wave)
+    decoder = BeamSearchDecoder(model.config.vocab, lm, beam_size=16)
+    assert decoder.text == ""
+    equal = steps = 0
+    for i in range(0, logits.shape[0], 3):
+        decoder.accept(logits[i:i + 3])
+        entries = decoder._decoder.decoder.get_all_final_hypothesis()
+        best = max(entries, key=lambda h: h.score)
+        expected = decoder._to_text(decoder._decoder._to_hypo([best])[0]).split()
+        got = decoder.text.split()
+        assert got == expected[:len(got)], i  # a word prefix of the best entry
+        equal += got == expected
+        steps += 1
+    assert equal >= 0.9 * steps
+    final = decoder.hypothesis().text
+    assert final == BeamSearchDecoder(model.config.vocab, lm, beam_size=16).decode(logits).text
+
 def test_align_words_on_known_frames():
     # "hi" at steps 2-4 (the i held 2 steps), space, "yo" at steps 9-10
     ids = [0, 0] + TOK.encode("h") + TOK.encode("i") * 2 + [0, 1, 0, 0] + TOK.encode("yo") + [0]
