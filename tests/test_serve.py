@@ -458,4 +458,8 @@ def test_load_generator_runs_levels_and_stops_by_itself():
     for row in rows:
         assert row["refused"] == 0 and row["dropped"] == 0 and not row["errors"]
         assert 0 < row["p50_ms"] <= row["p99_ms"]
-    assert "| streams |" in out.getvalue()
+    assert "| streams |" in out.getvalue() and "decoder: greedy\n" in out.getvalue()
+    if default_lm():  # the beam the server decodes with is part of the result: it sets the capacity
+        rows = run_serve_bench([2], seconds=1.0, out=out, server_args=["--beam-size", "16"])
+        assert rows[0]["decoder"] == "beam search + LM" and rows[0]["beam_size"] == 16
+        assert rows[0]["dropped"] == 0 and not rows[0]["errors"]

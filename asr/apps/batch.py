@@ -219,15 +219,13 @@ def spec_from_args(args: argparse.Namespace, align: bool) -> WorkerSpec:
 def transcribe_job(model: AcousticModel, decoder: Optional[BeamSearchDecoder], spec: WorkerSpec, path: str,
                    progress: Optional[Callable[[float], None]] = None) -> Outcome:
     """One file -> its Outcome; never raises for a bad file (an archive run must go on). `progress(seconds)`
-    follows a long file as it is decoded (if this version of transcribe_file reports progress)."""
-    import inspect
-
+    follows a long file as it is decoded."""
     from ..audio import AudioError
     from ..transcribe import transcribe_file
 
-    extra = {"progress": progress} if progress and "progress" in inspect.signature(transcribe_file).parameters else {}
     try:
-        r = transcribe_file(model, path, decoder, align=spec.align, stream_chunk_ms=spec.stream_chunk_ms, **extra)
+        r = transcribe_file(model, path, decoder, align=spec.align, stream_chunk_ms=spec.stream_chunk_ms,
+                            progress=progress)
     except AudioError as e:
         return Outcome(error=str(e))
     except Exception as e:  # a decoder or model failure on one odd file: report it, keep going

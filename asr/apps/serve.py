@@ -119,6 +119,7 @@ class DecoderFactory:
             raise SystemExit(f"asr: error: {e}") from None
         self._spare = [first] if first is not None else []
         self.name = "greedy" if first is None else "beam search + LM" if self.lm else "beam search"
+        self.beam = 0 if first is None else first.beam_size  # the beam in use (the LM's tuned one by default)
 
     def __call__(self) -> Optional[BeamSearchDecoder]:
         if self._spare:
@@ -543,7 +544,8 @@ class Server:
         s = self.scheduler
         return web.json_response({
             "status": "ok", "streams": self.active, "max_streams": self.limits.max_streams,
-            "decoder": self.decoder_name, "uptime": round(time.time() - self.started, 3),
+            "decoder": self.decoder_name, "beam_size": self.new_decoder.beam,
+            "uptime": round(time.time() - self.started, 3),
             # For load tests: process CPU seconds (all threads) and batching counters.
             "cpu_seconds": time.process_time(), "steps": s.steps if s else 0,
             "stream_steps": s.stream_steps if s else 0, "step_seconds": s.step_seconds if s else 0.0,

@@ -190,6 +190,7 @@ async def run_level(url: str, tape: bytes, streams: int, seconds: float, chunk_m
         "mean_batch": (after["stream_steps"] - before["stream_steps"]) / steps if steps else 0.0,
         "step_ms": 1000 * (after["step_seconds"] - before["step_seconds"]) / steps if steps else 0.0,
         "load": os.getloadavg()[0], "errors": errors,
+        "decoder": before.get("decoder", "?"), "beam_size": before.get("beam_size", 0),
     }
 
 
@@ -218,6 +219,13 @@ class ServerProcess:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+def describe_decoder(rows: Sequence[dict]) -> str:
+    if not rows:
+        return "?"
+    name, beam = rows[0]["decoder"], rows[0]["beam_size"]
+    return f"{name}, beam {beam}" if beam else name
 
 
 def render_table(rows: Sequence[dict]) -> str:
@@ -258,7 +266,8 @@ def run_serve_bench(streams: Sequence[int] = STREAMS, seconds: float = 20.0, chu
             server.stop()
     print(f"{os.cpu_count()} CPUs; load average before the run {load_before[0]:.2f}, {load_before[1]:.2f}, "
           f"{load_before[2]:.2f} (1, 5, 15 min); each stream {seconds:g} s of audio at real-time pace in "
-          f"{chunk_ms:g} ms chunks, {rate} Hz {fmt}; torch threads in the server: {threads or 'default'}\n", file=out)
+          f"{chunk_ms:g} ms chunks, {rate} Hz {fmt}; torch threads in the server: {threads or 'default'}; "
+          f"decoder: {describe_decoder(rows)}\n", file=out)
     print(render_table(rows), file=out, flush=True)
     return rows
 
@@ -272,14 +281,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads in the server (default 0: torch's default)")
     p.add_argument("--model", help="model checkpoint for the server (default: bundled)")
     p.add_argument("--no-lm", action="store_true", help="start the server with --no-lm (greedy decoding)")
+    p.add_argument("--beam-size", type=int, default=0,
+                   help="start the server with this --beam-size (default: the LM's tuned beam)")
     p.add_argument("--url", help="benchmark a running server instead of starting one (e.g. http://127.0.0.1:8000)")
     p.add_argument("--data", help=f"jsonl manifest of real recordings (default {DEV_MANIFEST} when present)")
     p.add_argument("--seed", type=int, default=0)
 
 
+def server_args(args: argparse.Namespace) -> list[str]:
+    extra = ["--no-lm"] if args.no_lm else []
+    return extra + (["--beam-size", str(args.beam_size)] if args.beam_size else [])
+
+
 def run(args: argparse.Namespace) -> int:
     run_serve_bench(args.streams, args.seconds, args.chunk_ms, args.rate, args.fmt, args.threads, args.model,
-                    args.url, args.data, args.seed, server_args=["--no-lm"] if args.no_lm else [])
+                    args.url, args.data, args.seed, server_args=server_args(args))
     return 0
 
 
