@@ -206,8 +206,7 @@ class BeamSearchDecoder:
 
     def __init__(self, vocab: Sequence[str], lm: Optional[str] = None, *, lm_weight: float = 0.5,
                  word_score: float = 0.0, silence_score: float = 0.0, beam_size: Optional[int] = None,
-                 beam_threshold: float = 25.0, beam_size_token: Optional[int] = None,
-                 hotwords: Optional[dict[str, float]] = None,
+                 beam_threshold: float = 25.0, hotwords: Optional[dict[str, float]] = None,
                  lexicon_words: Optional[Sequence[str]] = None, blank: int = 0):
         from torchaudio.models.decoder import ctc_decoder
 
@@ -218,7 +217,6 @@ class BeamSearchDecoder:
         self._tmp = None
         self.beam_size = beam_size or (LM_BEAM_SIZE if lm is not None else 32)
         options = dict(tokens=tokens, beam_size=self.beam_size, beam_threshold=beam_threshold,
-                       beam_size_token=beam_size_token,
                        blank_token=tokens[blank], sil_token=SILENCE, sil_score=silence_score, nbest=1)
         if lm is None:
             if self.hotwords:

@@ -214,7 +214,6 @@ def test_streaming_beam_equals_batch_beam(overfit, tmp_path):
         recognizer.accept(wave[:1600])  # finished: needs reset() first
 
 
-
 @pytest.mark.parametrize("with_lm", [True, False])
 def test_partial_text_is_the_best_scoring_hypothesis(overfit, tmp_path, with_lm):
     """The partial after each piece is the top-scoring beam entry (up to its last complete word), not
@@ -241,6 +240,7 @@ def test_partial_text_is_the_best_scoring_hypothesis(overfit, tmp_path, with_lm)
     assert equal >= 0.9 * steps
     final = decoder.hypothesis().text
     assert final == BeamSearchDecoder(model.config.vocab, lm, beam_size=16).decode(logits).text
+
 
 def test_align_words_on_known_frames():
     # "hi" at steps 2-4 (the i held 2 steps), space, "yo" at steps 9-10

@@ -112,14 +112,13 @@ class DecoderFactory:
     def __init__(self, model: AcousticModel, lm: Optional[str] = None, beam_size: int = 0):
         self.vocab = model.config.vocab
         self.lm = lm
-        self.beam_size = beam_size
         try:
             first = make_decoder(self.vocab, self.lm, beam_size)
         except (ValueError, OSError, RuntimeError) as e:
             raise SystemExit(f"asr: error: {e}") from None
         self._spare = [first] if first is not None else []
         self.name = "greedy" if first is None else "beam search + LM" if self.lm else "beam search"
-        self.beam = 0 if first is None else first.beam_size  # the beam in use (the LM's tuned one by default)
+        self.beam_size = 0 if first is None else first.beam_size  # the beam in use (the LM's tuned one by default)
 
     def __call__(self) -> Optional[BeamSearchDecoder]:
         if self._spare:
@@ -544,7 +543,7 @@ class Server:
         s = self.scheduler
         return web.json_response({
             "status": "ok", "streams": self.active, "max_streams": self.limits.max_streams,
-            "decoder": self.decoder_name, "beam_size": self.new_decoder.beam,
+            "decoder": self.decoder_name, "beam_size": self.new_decoder.beam_size,
             "uptime": round(time.time() - self.started, 3),
             # For load tests: process CPU seconds (all threads) and batching counters.
             "cpu_seconds": time.process_time(), "steps": s.steps if s else 0,
