@@ -4,6 +4,7 @@ with an optional n-gram LM and hotwords (flashlight via torchaudio), word timing
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import sys
 import tempfile
@@ -181,6 +182,16 @@ def _boosted_lm(base, boosts: dict[int, float]):
     return BoostedLM()
 
 
+def _lexicon_trie(decoder, words: Sequence[str], lm):
+    """The lexicon trie torchaudio's ctc_decoder builds (each word spelled letter by letter + the word
+    boundary token, scored by the LM's unigram, smeared with MAX), built again so forks can share it."""
+    from torchaudio.models.decoder import _ctc_decoder as T
+
+    lexicon = {w: [list(w) + [SILENCE]] for w in words}
+    return T._construct_trie(decoder.tokens_dict, decoder.word_dict, lexicon, lm,
+                             decoder.tokens_dict.get_index(SILENCE))
+
+
 def log_softmax(x: np.ndarray) -> np.ndarray:
     """Row-wise log-softmax of (T, V) float32 scores, in numpy: the server calls it for every stream on
     every step with a few rows, and torch's kernel wakes its thread pool for each call (milliseconds each
@@ -258,11 +269,49 @@ class BeamSearchDecoder:
             scale = 1.0 / lm_weight if lm_weight > 0 else 1.0
             boosts = {word_dict.get_index(w): b * scale for w, b in self.hotwords.items()}
             lm_object = _boosted_lm(kenlm, boosts) if boosts else kenlm
+            # torchaudio builds its trie from the lexicon it is given: give it one word (cheap), then run
+            # the search on a trie of all words built here once, which forks of this decoder share.
+            lexicon.write_text(lexicon.read_text().split("\n", 1)[0] + "\n")
             self._decoder = ctc_decoder(lexicon=str(lexicon), lm=lm_object, lm_dict=str(word_list),
                                         lm_weight=lm_weight, word_score=word_score, **options)
             self._kenlm = kenlm  # flashlight keeps raw pointers: keep the objects alive with the decoder
             self._lm_object = lm_object
+            self._trie = _lexicon_trie(self._decoder, words, lm_object)
+        self._options = dict(options, lm_weight=lm_weight, word_score=word_score)
+        if self.lexicon:
+            self._decoder.decoder = self._new_search()
         self.reset()
+
+    def fork(self) -> "BeamSearchDecoder":
+        """A new, independent search with the same settings that shares this decoder's lexicon trie and LM
+        (both read-only while decoding). Building a decoder with a 70k-word lexicon takes seconds (the
+        trie scores every word with the LM); a fork takes well under a millisecond, so a server gives
+        every stream its own search without stalling the others."""
+        new = copy.copy(self)
+        new._decoder = copy.copy(self._decoder)  # shares the token/word dictionaries and the LM object
+        new._decoder.decoder = self._new_search()
+        new.reset()
+        return new
+
+    def _new_search(self):
+        """A flashlight search object with this decoder's options (its state is the only thing not shared)."""
+        from torchaudio.models.decoder import _ctc_decoder as T
+
+        opts, d = self._options, self._decoder
+        silence = d.tokens_dict.get_index(opts["sil_token"])
+        if self.lexicon:
+            options = T._LexiconDecoderOptions(
+                beam_size=opts["beam_size"], beam_size_token=d.tokens_dict.index_size(),
+                beam_threshold=opts["beam_threshold"], lm_weight=opts["lm_weight"], word_score=opts["word_score"],
+                unk_score=float("-inf"), sil_score=opts["sil_score"], log_add=False,
+                criterion_type=T._CriterionType.CTC)
+            return T._LexiconDecoder(options, self._trie, self._lm_object, silence, d.blank,
+                                     d.word_dict.get_index("<unk>"), [], False)
+        options = T._LexiconFreeDecoderOptions(
+            beam_size=opts["beam_size"], beam_size_token=d.tokens_dict.index_size(),
+            beam_threshold=opts["beam_threshold"], lm_weight=opts["lm_weight"], sil_score=opts["sil_score"],
+            log_add=False, criterion_type=T._CriterionType.CTC)
+        return T._LexiconFreeDecoder(options, d.lm, silence, d.blank, [])
 
     # -- streaming interface (same as GreedyDecoder)
     def reset(self) -> None:

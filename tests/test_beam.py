@@ -215,6 +215,46 @@ def test_streaming_beam_equals_batch_beam(overfit, tmp_path):
 
 
 @pytest.mark.parametrize("with_lm", [True, False])
+def test_forks_share_the_lexicon_and_search_independently(overfit, tmp_path, with_lm):
+    """A fork (what the server gives each stream) decodes exactly like its parent and like torchaudio's
+    own decoder built from the whole lexicon file, while several forks are fed interleaved pieces."""
+    from torchaudio.models.decoder import ctc_decoder
+
+    from asr.decoding import SILENCE, flashlight_tokens
+
+    model = overfit["model"]
+    lm = None
+    if with_lm:
+        build_arpa(SENTENCES, tmp_path / "lm.arpa", 3)
+        lm = str(tmp_path / "lm.arpa")
+    waves = [np.concatenate([overfit["waves"][1], espeak("turn left at the light", "en-gb")]),
+             overfit["waves"][0], espeak("the door is open", "en-us+m3")]
+    logits = [batch_logits(model, w) for w in waves]
+    parent = BeamSearchDecoder(model.config.vocab, lm, lm_weight=1.0, word_score=0.5, beam_size=16)
+    expected = [parent.decode(x).text for x in logits]
+    if with_lm:  # the reference: torchaudio's factory with the full lexicon, same options
+        words = sorted(set(arpa_vocabulary(lm)))
+        (tmp_path / "lexicon.txt").write_text("".join(f"{w}\t{' '.join(w)} {SILENCE}\n" for w in words))
+        (tmp_path / "words.txt").write_text("".join(f"{w}\n" for w in words + ["<unk>"]))
+        tokens = flashlight_tokens(VOCAB)
+        reference = ctc_decoder(lexicon=str(tmp_path / "lexicon.txt"), tokens=tokens, lm=lm,
+                                lm_dict=str(tmp_path / "words.txt"), beam_size=16, beam_threshold=25.0,
+                                lm_weight=1.0, word_score=0.5, blank_token=tokens[0], sil_token=SILENCE)
+        for x, text in zip(logits, expected):
+            hyp = reference(torch.from_numpy(x.float().log_softmax(-1).numpy())[None])[0][0]
+            assert " ".join(w for w in hyp.words if w != "<unk>") == text
+    forks = [parent.fork() for _ in logits]
+    assert parent.decode(logits[0]).text == expected[0]  # the parent still works beside its forks
+    for start in range(0, max(x.shape[0] for x in logits), 4):  # interleaved, as server steps are
+        for fork, x in zip(forks, logits):
+            fork.accept(x[start:start + 4])
+    assert [f.hypothesis().text for f in forks] == expected
+    again = forks[0]
+    again.reset()
+    assert again.decode(logits[1]).text == expected[1]
+
+
+@pytest.mark.parametrize("with_lm", [True, False])
 def test_partial_text_is_the_best_scoring_hypothesis(overfit, tmp_path, with_lm):
     """The partial after each piece is the top-scoring beam entry (up to its last complete word), not
     whichever entry the search happens to list first."""

@@ -414,9 +414,10 @@ def test_a_failed_model_step_ends_those_streams_only(model, monkeypatch):
     assert health["streams"] == 0
 
 
-def test_lm_beam_search_for_streams_and_uploads(model, tmp_path):
-    """--lm: every stream has its own beam-search decoder (reused by later streams); results equal
-    `asr transcribe --lm` (streaming beam search equals batch decoding) for streams and uploads."""
+@pytest.mark.parametrize("search_processes", [0, 2])
+def test_lm_beam_search_for_streams_and_uploads(model, tmp_path, search_processes):
+    """--lm: every stream has its own beam search (a fork in the server, or in a worker process); results
+    equal `asr transcribe --lm` (streaming beam search equals batch decoding) for streams and uploads."""
     from asr.training.lm import build_arpa
     from asr.transcribe import make_decoder
 
@@ -426,18 +427,18 @@ def test_lm_beam_search_for_streams_and_uploads(model, tmp_path):
     decoder = make_decoder(model.config.vocab, str(lm))
     audios = [load_audio(p) for p in SAMPLES[:3]]
     want = [transcribe(model, a, decoder=decoder) for a in audios]
-    with running(Server(model, lm=str(lm))) as base:
+    with running(Server(model, lm=str(lm), search_processes=search_processes)) as base:
         async def main() -> tuple:
             first = await asyncio.gather(*(stream_file(base, a, np.random.default_rng(i))
                                            for i, a in enumerate(audios[:2])))
-            later = await stream_file(base, audios[2], np.random.default_rng(9))  # a reused decoder
+            later = await stream_file(base, audios[2], np.random.default_rng(9))  # after others ended
             async with aiohttp.ClientSession() as session:
                 async with session.post(base + "/transcribe", data=SAMPLES[0].read_bytes()) as r:
                     upload = json.loads(await r.text())
             return [*first, later], upload, await get_json(base + "/health")
 
         streams, upload, health = asyncio.run(main())
-    assert health["decoder"] == "beam search + LM"
+    assert health["decoder"] == "beam search + LM" and health["search_processes"] == search_processes
     for got, expected in zip(streams, want):
         assert got["close"] == 1000
         assert [f["text"] for f in got["final"]] == [expected.text]

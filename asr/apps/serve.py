@@ -20,6 +20,7 @@ import ipaddress
 import json
 import logging
 import math
+import os
 import signal
 import sys
 import tempfile
@@ -28,18 +29,19 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..audio import AudioError, load_audio
-from ..decoding import BeamSearchDecoder, GreedyDecoder
+from ..decoding import BeamSearchDecoder
 from ..endpoint import EndpointConfig
 from ..features import SAMPLE_RATE
 from ..model import DEFAULT_MODEL, AcousticModel
 from ..output import render
+from ..search_pool import RemoteSearch, SearchPool
 from ..streaming import FinalResult, LiveTranscriber, StreamingRecognizer, accept_batch
 from ..transcribe import batch_logits, make_decoder, transcript_from_logits
 from .common import add_decoder_arguments, chosen_lm, command_model
@@ -104,26 +106,40 @@ class StreamError(Exception):
 
 
 class DecoderFactory:
-    """The one place the server picks its decoder: calling it gives a new decoder for a stream or an
-    upload; None means greedy. Beam search (with `lm`: `asr serve` passes the bundled LM unless --no-lm)
-    holds search state, so every stream gets its own. The LM is checked at once, so a bad --lm fails at
+    """The one place the server picks its decoder: calling it gives a new decoder for a stream; `upload()`
+    one for file uploads; None means greedy. Beam search (with `lm`: `asr serve` passes the bundled LM
+    unless --no-lm) holds search state, so every stream gets its own: with `processes` > 0 a search in a
+    worker process (asr.search_pool: flashlight's search holds the GIL, so in-process searches would all
+    share one core), else a fork of one decoder built at start, sharing its lexicon trie and LM (building
+    one takes seconds, a fork well under a millisecond). The LM is checked at once, so a bad --lm fails at
     start, not at the first stream."""
 
-    def __init__(self, model: AcousticModel, lm: Optional[str] = None, beam_size: int = 0):
+    def __init__(self, model: AcousticModel, lm: Optional[str] = None, beam_size: int = 0, processes: int = 0):
         self.vocab = model.config.vocab
         self.lm = lm
+        self.pool: Optional[SearchPool] = None
         try:
-            first = make_decoder(self.vocab, self.lm, beam_size)
+            self._first = make_decoder(self.vocab, self.lm, beam_size)
+            if self._first is not None and processes > 0:
+                self.pool = SearchPool(self.vocab, self.lm, beam_size, processes)
         except (ValueError, OSError, RuntimeError) as e:
             raise SystemExit(f"asr: error: {e}") from None
-        self._spare = [first] if first is not None else []
+        first = self._first
         self.name = "greedy" if first is None else "beam search + LM" if self.lm else "beam search"
         self.beam_size = 0 if first is None else first.beam_size  # the beam in use (the LM's tuned one by default)
 
-    def __call__(self) -> Optional[BeamSearchDecoder]:
-        if self._spare:
-            return self._spare.pop()
-        return make_decoder(self.vocab, self.lm, self.beam_size)
+    def __call__(self) -> Optional[Union[BeamSearchDecoder, RemoteSearch]]:
+        if self.pool is not None:
+            return self.pool.open()
+        return None if self._first is None else self._first.fork()
+
+    def upload(self) -> Optional[BeamSearchDecoder]:
+        """Uploads run in their own thread, which must not use the pool's pipes: an in-process decoder."""
+        return None if self._first is None else self._first.fork()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
 
 
 def check_rate(rate: Any) -> int:
@@ -350,10 +366,10 @@ class _Job:
 class Scheduler:
     """Batches the model work of all streams: one step = one `accept_batch` call in the worker thread."""
 
-    def __init__(self, limits: Limits, decoders: collections.deque):
+    def __init__(self, limits: Limits, pool: Optional[SearchPool] = None):
         self.limits = limits
         self.streams: set[Stream] = set()
-        self.decoders = decoders  # spare beam-search decoders, reused by later streams
+        self.pool = pool  # the streams' beam searches, when they run in worker processes
         # One worker: steps run one after another, so each stream's state is touched by one thread only.
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="asr-step")
         self._wake = asyncio.Event()
@@ -410,14 +426,15 @@ class Scheduler:
     def _step(self, jobs: Sequence[_Job], retired: Sequence[Stream]) -> list[tuple[Stream, list[dict], bool]]:
         start = time.perf_counter()
         for stream in retired:  # in this thread: no step can be using its decoder any more
-            if stream.session is not None and not isinstance(stream.session.recognizer.decoder, GreedyDecoder):
-                stream.session.recognizer.decoder.reset()
-                self.decoders.append(stream.session.recognizer.decoder)
+            if stream.session is not None and isinstance(stream.session.recognizer.decoder, RemoteSearch):
+                stream.session.recognizer.decoder.close()
         samples = []
         for job in jobs:
             samples.append(job.stream.session.resample(job.block, job.flush))
             job.stream.consumed += job.block.size
         logits = accept_batch([job.stream.session.recognizer for job in jobs], samples)
+        if self.pool is not None:  # every stream's new logits searched at once, in the worker processes
+            self.pool.run([job.stream.session.recognizer.decoder for job in jobs])
         results = []
         for job, step_logits in zip(jobs, logits):
             stream, session = job.stream, job.stream.session
@@ -442,16 +459,15 @@ class Scheduler:
 class Server:
     def __init__(self, model: AcousticModel, lm: Optional[str] = None, limits: Optional[Limits] = None,
                  allow_origins: Sequence[str] = (), loopback_only: bool = True,
-                 endpoint: Optional[EndpointConfig] = None, beam_size: int = 0):
+                 endpoint: Optional[EndpointConfig] = None, beam_size: int = 0, search_processes: int = 0):
         self.model = model.eval()
         self.limits = limits or Limits()
         self.allow_origins = {o.rstrip("/") for o in allow_origins}
         self.loopback_only = loopback_only
         self.endpoint = endpoint or EndpointConfig()
-        self.new_decoder = DecoderFactory(model, lm, beam_size)
+        self.new_decoder = DecoderFactory(model, lm, beam_size, search_processes)
         self.decoder_name = self.new_decoder.name
         self.scheduler: Optional[Scheduler] = None
-        self.decoders: collections.deque = collections.deque()
         self.active = 0
         self.next_id = 0
         self.sockets: set[web.WebSocketResponse] = set()
@@ -474,7 +490,7 @@ class Server:
         return app
 
     async def _start(self, app: web.Application) -> None:
-        self.scheduler = Scheduler(self.limits, self.decoders)
+        self.scheduler = Scheduler(self.limits, self.new_decoder.pool)
         self._scheduler_task = asyncio.create_task(self.scheduler.run())
 
     async def _shutdown(self, app: web.Application) -> None:
@@ -489,8 +505,9 @@ class Server:
 
     async def _cleanup(self, app: web.Application) -> None:
         self._scheduler_task.cancel()
-        self.scheduler.executor.shutdown(wait=False, cancel_futures=True)
+        self.scheduler.executor.shutdown(wait=True, cancel_futures=True)  # no step may use the pool after this
         self.upload_executor.shutdown(wait=False, cancel_futures=True)
+        self.new_decoder.close()
 
     # -- HTTP
     def _origin_allowed(self, request: web.Request) -> bool:
@@ -540,13 +557,14 @@ class Server:
         return web.FileResponse(STATIC / "index.html")
 
     async def health(self, request: web.Request) -> web.Response:
-        s = self.scheduler
+        s, pool = self.scheduler, self.new_decoder.pool
         return web.json_response({
             "status": "ok", "streams": self.active, "max_streams": self.limits.max_streams,
             "decoder": self.decoder_name, "beam_size": self.new_decoder.beam_size,
+            "search_processes": len(pool.workers) if pool else 0,
             "uptime": round(time.time() - self.started, 3),
-            # For load tests: process CPU seconds (all threads) and batching counters.
-            "cpu_seconds": time.process_time(), "steps": s.steps if s else 0,
+            # For load tests: CPU seconds of the server (all threads, and its search processes) and batching counters.
+            "cpu_seconds": time.process_time() + (pool.cpu_seconds() if pool else 0.0), "steps": s.steps if s else 0,
             "stream_steps": s.stream_steps if s else 0, "step_seconds": s.step_seconds if s else 0.0,
         })
 
@@ -598,7 +616,7 @@ class Server:
             raise AudioError(f"{label}: {len(audio) / SAMPLE_RATE:.0f} s of audio; uploads are limited to "
                              f"{self.limits.max_upload_seconds:g} s")
         if self.upload_decoder is None:
-            self.upload_decoder = self.new_decoder() or False
+            self.upload_decoder = self.new_decoder.upload() or False
         # As cmd_transcribe with --output-format: one batch pass, words from the aligned result.
         result = transcript_from_logits(self.model, batch_logits(self.model, audio), len(audio) / SAMPLE_RATE,
                                         self.upload_decoder or None, align=True)
@@ -688,13 +706,9 @@ class Server:
 
     async def _new_session(self, config: StreamConfig) -> Session:
         def build() -> Session:
-            try:
-                decoder = self.decoders.popleft()
-            except IndexError:
-                decoder = self.new_decoder()
-            return Session(self.model, config.sample_rate, config.endpoint, decoder)
+            return Session(self.model, config.sample_rate, config.endpoint, self.new_decoder())
 
-        # A new decoder may load an LM: not on the event loop, and not in the step thread.
+        # Off the event loop and the step thread (a decoder fork is cheap, but a session allocates buffers).
         return await asyncio.get_running_loop().run_in_executor(None, build)
 
 
@@ -729,6 +743,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="also accept browser pages from this origin (e.g. https://example.org; '*' for any); "
                         "repeatable. Default: same origin only")
+    p.add_argument("--search-processes", type=int, default=os.cpu_count() or 1, metavar="N",
+                   help="worker processes for the streams' beam searches (default: one per core; 0: in the server "
+                        "process, where all searches share one core)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch threads for the model and features (default: torch's default, the number of cores)")
     p.add_argument("--endpoint-silence", type=float, default=EndpointConfig.silence, metavar="SECONDS",
@@ -760,8 +777,8 @@ def run(args: argparse.Namespace) -> int:
         endpoint = EndpointConfig(args.endpoint_silence, args.endpoint_silence_no_speech, args.max_utterance)
     except ValueError as e:
         raise SystemExit(f"asr: error: {e}") from None
-    if args.threads < 0:
-        raise SystemExit("asr: error: --threads must be >= 0")
+    if args.threads < 0 or args.search_processes < 0:
+        raise SystemExit("asr: error: --threads and --search-processes must be >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
     # fp32 only: int8 quantizes activations per call, so a stream's result would depend on its batch
@@ -770,7 +787,7 @@ def run(args: argparse.Namespace) -> int:
                     max_stream_seconds=args.max_stream_seconds, idle_timeout=args.idle_timeout,
                     max_upload_bytes=args.max_upload_bytes)
     server = Server(model, chosen_lm(args), limits, args.allow_origin, loopback_only=_is_loopback(args.host),
-                    endpoint=endpoint, beam_size=args.beam_size)
+                    endpoint=endpoint, beam_size=args.beam_size, search_processes=args.search_processes)
     return asyncio.run(_serve_forever(server, args.host, args.port))
 
 

@@ -191,6 +191,7 @@ async def run_level(url: str, tape: bytes, streams: int, seconds: float, chunk_m
         "step_ms": 1000 * (after["step_seconds"] - before["step_seconds"]) / steps if steps else 0.0,
         "load": os.getloadavg()[0], "errors": errors,
         "decoder": before.get("decoder", "?"), "beam_size": before.get("beam_size", 0),
+        "search_processes": before.get("search_processes", 0),
     }
 
 
@@ -224,8 +225,10 @@ class ServerProcess:
 def describe_decoder(rows: Sequence[dict]) -> str:
     if not rows:
         return "?"
-    name, beam = rows[0]["decoder"], rows[0]["beam_size"]
-    return f"{name}, beam {beam}" if beam else name
+    name, beam, procs = rows[0]["decoder"], rows[0]["beam_size"], rows[0].get("search_processes", 0)
+    if not beam:
+        return name
+    return f"{name}, beam {beam}, " + (f"searches in {procs} worker processes" if procs else "searches in the server process")
 
 
 def render_table(rows: Sequence[dict]) -> str:
@@ -283,6 +286,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-lm", action="store_true", help="start the server with --no-lm (greedy decoding)")
     p.add_argument("--beam-size", type=int, default=0,
                    help="start the server with this --beam-size (default: the LM's tuned beam)")
+    p.add_argument("--search-processes", type=int, default=None, metavar="N",
+                   help="start the server with this --search-processes (default: the server's, one per core)")
     p.add_argument("--url", help="benchmark a running server instead of starting one (e.g. http://127.0.0.1:8000)")
     p.add_argument("--data", help=f"jsonl manifest of real recordings (default {DEV_MANIFEST} when present)")
     p.add_argument("--seed", type=int, default=0)
@@ -290,6 +295,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def server_args(args: argparse.Namespace) -> list[str]:
     extra = ["--no-lm"] if args.no_lm else []
+    if args.search_processes is not None:
+        extra += ["--search-processes", str(args.search_processes)]
     return extra + (["--beam-size", str(args.beam_size)] if args.beam_size else [])
 
 
