@@ -1,5 +1,7 @@
-"""The real-speech recipe end to end at toy size: held-out sets -> fine-tune (--init) -> calibrate timing ->
-Gutenberg-style KenLM with held-out sentences removed -> tune on dev -> eval beside PocketSphinx."""
+"""The real-speech recipe end to end at toy size: held-out sets -> fine-tune (--init) -> synthetic voices
+(eSpeak NG, Festival, Flite, Piper) reading Gutenberg-style sentences -> the model widened and trained on real +
+synthetic speech -> calibrate timing -> Gutenberg-style KenLM with held-out sentences removed -> tune on dev ->
+eval beside PocketSphinx."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -34,6 +37,7 @@ def test_realspeech_recipe_runs_every_stage(tmp_path):
     missing = [b for b in ("diatheke", "espeak-ng", "flite", "text2wave") if shutil.which(b) is None]
     if missing:
         pytest.skip(f"{', '.join(missing)} not installed (bash .ci/install installs them)")
+    pytest.importorskip("piper", reason="the Piper voice needs asr[piper] (bash .ci/install installs it)")
     shared, data, exp = tmp_path / "shared", tmp_path / "data", tmp_path / "exp"
     real = shared / "realspeech"
     real.mkdir(parents=True)
@@ -42,22 +46,33 @@ def test_realspeech_recipe_runs_every_stage(tmp_path):
     _manifest(real / "train.jsonl", [(SENTENCES[0], "commonvoice1"), (SENTENCES[2], "commonvoice1"),
                                      (dev_sentence, "commonvoice1"), ("yes", "speechcommands")], real / "audio")
     _manifest(real / "dev.jsonl", [(dev_sentence, "commonvoice1"), ("yes", "speechcommands")], real / "audio")
-    _manifest(data / "asterisk" / "asterisk.jsonl", [("please hold the line", "asterisk")], data / "audio")
+    _manifest(data / "asterisk" / "asterisk.jsonl", [("please hold the line for the operator", "asterisk")], data / "audio")
+    (shared / "noise").mkdir()  # background noise recordings for the second training run
+    sf.write(shared / "noise" / "hum.wav", 0.05 * np.sin(np.arange(32000) * 0.05).astype("float32"), 16000)
     (shared / "lm-text").mkdir()
     with lzma.open(shared / "lm-text" / "gutenberg.txt.xz", "wt") as f:
-        f.write("".join(s + "\n" for s in SENTENCES * 3 + ["please hold the line", "yes"]))
+        f.write("".join(s + "\n" for s in SENTENCES * 3 + ["please hold the line for the operator", "yes"]))
     init = tmp_path / "init.pt"
     atomic_torch_save(AcousticModel(ModelConfig(hidden=32, layers=1)).checkpoint(), init)
 
     env = dict(os.environ, SHARED=str(shared), DATA=str(data), EXP=str(exp), INIT=str(init), EPOCHS="1",
-               BATCH_SECONDS="20", PRECISION="fp32", VOCAB_MIN_COUNT="1", BEAM="8")
+               BATCH_SECONDS="20", PRECISION="fp32", VOCAB_MIN_COUNT="1", BEAM="8", TTS_FRACTION="1",
+               SYNTH_HOURS="0.004", PIPER_HOURS="0.003", HIDDEN="48", MIX_STEPS="3", REVERB_PROB="0")
     proc = subprocess.run(["bash", "recipes/realspeech/run.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert f"initialized from {init}" in proc.stderr
+    assert f"initialized from {init}" in proc.stderr and f"initialized from {exp / 'r1' / 'best.pt'}" in proc.stderr
     assert "1 training utterances speak a held-out sentence; dropped" in proc.stderr
+    sentences = (data / "tts-sentences.txt").read_text().splitlines()
+    # the 6-20-word lines, less the Asterisk (test) sentence
+    assert set(sentences) == {t for t in SENTENCES if len(t.split()) >= 6}
+    for corpus, engines in (("synthetic", {"espeak", "festival", "flite"}), ("piper", {"piper"})):
+        assert set(json.loads((data / corpus / "synthesize.json").read_text())["engines"]) == engines
+        assert list((data / corpus / "train").rglob("*.flac")), corpus
+    mix = json.loads((exp / "mix" / "history.json").read_text())
+    assert mix[-1]["step"] == 3
     model = AcousticModel.load(exp / "model.pt")
-    assert model.config.hidden == 32 and model.word_delay != (0.0, 0.0)  # the init's shape, calibrated
+    assert model.config.hidden == 48 and model.word_delay != (0.0, 0.0)  # widened from the init's 32, calibrated
     build = json.loads((exp / "lm.build.json").read_text())
     words = (exp / "lm.words.txt").read_text().split()
     assert "hold" not in words and "yes" in words  # the Asterisk sentence removed, single words kept

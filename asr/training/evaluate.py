@@ -105,9 +105,9 @@ def pocketsphinx_recognizer(cache: bool = True) -> Callable[[np.ndarray], str]:
 
     if not cache:
         return recognize
-    import pocketsphinx
+    from importlib.metadata import version
 
-    return PeerCache(recognize, f"pocketsphinx-{getattr(pocketsphinx, '__version__', 'unknown')}")
+    return PeerCache(recognize, f"pocketsphinx-{version('pocketsphinx')}")  # the module has no __version__
 
 
 class PeerCache:

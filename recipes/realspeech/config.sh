@@ -8,13 +8,25 @@ EXP=${EXP:-exp/realspeech}                          # checkpoints, history.json,
 INIT=${INIT:-$EXP/synthetic.pt}                   # start from the synthetic-voice model ("" = from scratch);
 #   missing: taken from git (the bundled model before the real-speech one, docs/synthetic-model.md)
 SEED=${SEED:-1}
-# Fine-tuning: all 9.2 h of real training speech, bf16 autocast (as good as fp32 here, ~2x faster).
+# Stage 2a, R1: fine-tune on all 9.2 h of real training speech, bf16 autocast (as good as fp32 here, ~2x faster).
 EPOCHS=${EPOCHS:-9}                                  # 2,979 steps of 160 s batches
 LR=${LR:-1e-3}
 BATCH_SECONDS=${BATCH_SECONDS:-160}
 EQ_PROB=${EQ_PROB:-0.3}                             # random band limits + peaking EQ
 REVERB_PROB=${REVERB_PROB:-0.3}                     # synthetic room tail
 PRECISION=${PRECISION:-bf16}
+# Stage 2b-2d, the bundled model: R1 widened to HIDDEN units, then trained on the real speech (sentence
+# sources repeated) + synthetic voices reading Gutenberg sentences (eSpeak NG, Festival, Flite, Piper).
+TTS_FRACTION=${TTS_FRACTION:-0.02}                  # share of the 6-20-word Gutenberg lines read by the voices
+SYNTH_HOURS=${SYNTH_HOURS:-5}                       # eSpeak NG / Festival / Flite voices (asr synth)
+PIPER_HOURS=${PIPER_HOURS:-4}                       # the Piper voice and its vocal-tract variants
+HIDDEN=${HIDDEN:-512}
+MIX_STEPS=${MIX_STEPS:-3400}                        # 160 s batches (5 epochs of the 22.9 h mix)
+MIX_LR=${MIX_LR:-1e-3}
+MIX_SEED=${MIX_SEED:-3}
+REPEAT=${REPEAT:-commonvoice1=2 ljspeech=2 vctk_samples=2 hifitts_6097=2}
+CODEC_PROB=${CODEC_PROB:-0.15}                      # phone/GSM/Opus/MP3 codecs
+NOISE=${NOISE:-$SHARED/noise}                       # real background noise recordings (a quarter of the noisy clips get white/brown noise)
 # The LM: pruned 4-gram KenLM from Gutenberg + the training transcripts (LM.md here)
 ORDER=${ORDER:-4}
 PRUNE=${PRUNE:-0 1 2 2}

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Real-speech recipe: the Asterisk test set -> fine-tune the synthetic-voice model on the real speech ->
+# Real-speech recipe: the Asterisk test set -> fine-tune the synthetic-voice model on the real speech (R1)
+# -> synthetic voices reading Gutenberg sentences -> R1 widened and trained on real + synthetic speech ->
 # calibrate word timing -> the Gutenberg word LM (dev/test sentences removed) -> tune its weights on dev ->
 # evaluate everything beside PocketSphinx. Every stage resumes or is skipped when its output exists.
-# Needs `pip install -e '.[train,dev]'` and .ci/install's apt packages (ffmpeg, the Asterisk prompts, KenLM's
-# build deps, espeak/festival/flite for timing calibration).
+# Needs `pip install -e '.[train,dev,piper]'` and .ci/install's apt packages (ffmpeg, the Asterisk prompts,
+# KenLM's build deps, espeak/festival/flite for the voices and timing calibration).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source recipes/realspeech/config.sh
@@ -15,16 +16,39 @@ python recipes/realspeech/exclusions.py "$DATA/exclude"  # Asterisk prompt texts
 held_out=("$REAL/dev.jsonl" "$DATA/asterisk/asterisk.jsonl" assets/real/alsa-sounds.jsonl
           "$DATA/exclude/synthetic-dev-test.txt")
 
-# 2. Acoustic model: fine-tune the synthetic-voice model on all real training speech
+# 2. Acoustic model
+# 2a. R1: fine-tune the synthetic-voice model on all real training speech
 if [ -n "$INIT" ] && [ ! -f "$INIT" ]; then
     git show e653e27:assets/model.pt > "$INIT.tmp" && mv "$INIT.tmp" "$INIT"
 fi
 init=(); [ -n "$INIT" ] && init=(--init "$INIT")
-asr train --train "$REAL/train.jsonl" --dev "$REAL/dev.jsonl" --out "$EXP" "${init[@]}" \
+asr train --train "$REAL/train.jsonl" --dev "$REAL/dev.jsonl" --out "$EXP/r1" "${init[@]}" \
     --exclude "${held_out[@]}" --epochs "$EPOCHS" --lr "$LR" --batch-seconds "$BATCH_SECONDS" \
     --eq-prob "$EQ_PROB" --reverb-prob "$REVERB_PROB" --precision "$PRECISION" --seed "$SEED"
+
+# 2b. Sentences for synthetic voices: Gutenberg lines, every held-out sentence removed
+[ -f "$DATA/tts-sentences.txt" ] || python recipes/realspeech/tts_text.py "$GUTENBERG" "$DATA/tts-sentences.txt" \
+    --fraction "$TTS_FRACTION" --exclude "${held_out[@]}" "$DATA/exclude/asterisk-prompts.txt"
+
+# 2c. Synthetic voices reading them (resumable): eSpeak NG / Festival / Flite, and Piper (asr[piper])
+asr synth "$DATA/synthetic" --text "$DATA/tts-sentences.txt" --hours-train "$SYNTH_HOURS" --hours-dev 0 \
+    --hours-test 0 --engines espeak,festival,flite --pitch-variants --jobs "$(nproc)" --no-progress
+asr synth "$DATA/piper" --text "$DATA/tts-sentences.txt" --hours-train "$PIPER_HOURS" --hours-dev 0 \
+    --hours-test 0 --engines piper --seed 1 --jobs "$(nproc)" --no-progress
+
+# 2d. The bundled model: R1 widened to $HIDDEN units, trained on real + synthetic speech
+# shellcheck disable=SC2086
+asr train --train "$REAL/train.jsonl" "$DATA/synthetic/train" "$DATA/piper/train" --dev "$REAL/dev.jsonl" \
+    --out "$EXP/mix" --init "$EXP/r1/best.pt" --hidden "$HIDDEN" --exclude "${held_out[@]}" \
+    "$DATA/exclude/asterisk-prompts.txt" --repeat $REPEAT --epochs 8 --max-steps "$MIX_STEPS" --lr "$MIX_LR" \
+    --batch-seconds "$BATCH_SECONDS" --eq-prob "$EQ_PROB" --reverb-prob "$REVERB_PROB" \
+    --rir-bank "$DATA/rirs.npz" --noise "$NOISE" --codec-prob "$CODEC_PROB" --precision "$PRECISION" \
+    --seed "$MIX_SEED" --num-workers 1
 model="$EXP/model.pt"
-[ -f "$model" ] || { cp "$EXP/best.pt" "$model.tmp" && asr calibrate-timing "$model.tmp" && mv "$model.tmp" "$model"; }
+# The run's last checkpoint (full dev with the LM chose it over best.pt, which the 400-clip greedy WER picks:
+# assets/MODEL.md); `asr average` of one checkpoint is that model.
+[ -f "$model" ] || { asr average "$EXP/mix/last.pt" -o "$model.tmp.pt" && asr calibrate-timing "$model.tmp.pt" \
+    && mv "$model.tmp.pt" "$model"; }
 
 # 3. The LM: Gutenberg + training transcripts, every held-out sentence removed (LM.md)
 lm="$EXP/lm.bin"
