@@ -336,6 +336,7 @@ def run_processes(jobs: Sequence[Job], spec: WorkerSpec, workers: int,
     procs: dict[Connection, Any] = {}
     busy: dict[Connection, Optional[Job]] = {}
     ready: set[Connection] = set()
+    ever_ready = 0  # workers that got as far as loading: a fast one may be done and gone before the last loads
     announced = False
     respawns = 0
     finished = False
@@ -374,9 +375,10 @@ def run_processes(jobs: Sequence[Job], spec: WorkerSpec, workers: int,
                             raise BatchError(message[1])
                         if message[0] == "ready":
                             ready.add(conn)
+                            ever_ready += 1
                             if not announced and len(ready) == len(procs):
                                 announced = True
-                                yield ("ready", len(procs))
+                                yield ("ready", ever_ready)
                             continue
                         job = busy[conn]
                         if message[0] == "progress":
