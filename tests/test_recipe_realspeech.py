@@ -1,7 +1,7 @@
 """The real-speech recipe end to end at toy size: held-out sets -> fine-tune (--init) -> synthetic voices
 (eSpeak NG, Festival, Flite, Piper) reading Gutenberg-style sentences -> the model widened and trained on real +
-synthetic speech -> calibrate timing -> Gutenberg-style KenLM with held-out sentences removed -> tune on dev ->
-eval beside PocketSphinx."""
+synthetic speech -> more steps with frequency warping -> calibrate timing -> Gutenberg-style KenLM with held-out
+sentences removed -> tune on dev -> eval beside PocketSphinx."""
 
 from __future__ import annotations
 
@@ -57,7 +57,8 @@ def test_realspeech_recipe_runs_every_stage(tmp_path):
 
     env = dict(os.environ, SHARED=str(shared), DATA=str(data), EXP=str(exp), INIT=str(init), EPOCHS="1",
                BATCH_SECONDS="20", PRECISION="fp32", VOCAB_MIN_COUNT="1", BEAM="8", TTS_FRACTION="1",
-               SYNTH_HOURS="0.004", PIPER_HOURS="0.003", HIDDEN="48", MIX_STEPS="3", REVERB_PROB="0")
+               SYNTH_HOURS="0.004", PIPER_HOURS="0.003", HIDDEN="48", MIX_STEPS="3", MORE_STEPS="2",
+               REVERB_PROB="0")
     proc = subprocess.run(["bash", "recipes/realspeech/run.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -71,6 +72,8 @@ def test_realspeech_recipe_runs_every_stage(tmp_path):
         assert list((data / corpus / "train").rglob("*.flac")), corpus
     mix = json.loads((exp / "mix" / "history.json").read_text())
     assert mix[-1]["step"] == 3
+    assert f"initialized from {exp / 'mix' / 'last.pt'}" in proc.stderr
+    assert json.loads((exp / "more" / "history.json").read_text())[-1]["step"] == 2
     model = AcousticModel.load(exp / "model.pt")
     assert model.config.hidden == 48 and model.word_delay != (0.0, 0.0)  # widened from the init's 32, calibrated
     build = json.loads((exp / "lm.build.json").read_text())

@@ -27,6 +27,13 @@ MIX_SEED=${MIX_SEED:-3}
 REPEAT=${REPEAT:-commonvoice1=2 ljspeech=2 vctk_samples=2 hifitts_6097=2}
 CODEC_PROB=${CODEC_PROB:-0.15}                      # phone/GSM/Opus/MP3 codecs
 NOISE=${NOISE:-$SHARED/noise}                       # real background noise recordings (a quarter of the noisy clips get white/brown noise)
+# Stage 2e: more steps from 2d's last checkpoint, with VTLP and more channel augmentation
+MORE_STEPS=${MORE_STEPS:-1800}                      # 2.6 epochs of the same mix
+MORE_LR=${MORE_LR:-5e-4}
+MORE_SEED=${MORE_SEED:-4}
+FREQ_WARP=${FREQ_WARP:-0.1}                         # log-mel frequency axis warped by 0.9-1.1 (vocal tract length)
+MORE_EQ_PROB=${MORE_EQ_PROB:-0.5}
+MORE_CODEC_PROB=${MORE_CODEC_PROB:-0.25}
 # The LM: pruned 4-gram KenLM from Gutenberg + the training transcripts (LM.md here)
 ORDER=${ORDER:-4}
 PRUNE=${PRUNE:-0 1 2 2}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Real-speech recipe: the Asterisk test set -> fine-tune the synthetic-voice model on the real speech (R1)
-# -> synthetic voices reading Gutenberg sentences -> R1 widened and trained on real + synthetic speech ->
-# calibrate word timing -> the Gutenberg word LM (dev/test sentences removed) -> tune its weights on dev ->
+# -> synthetic voices reading Gutenberg sentences -> R1 widened and trained on real + synthetic speech (M1)
+# -> more steps with frequency warping and channel augmentation (M2, bundled) -> calibrate word timing -> the Gutenberg word LM (dev/test sentences removed) -> tune its weights on dev ->
 # evaluate everything beside PocketSphinx. Every stage resumes or is skipped when its output exists.
 # Needs `pip install -e '.[train,dev,piper]'` and .ci/install's apt packages (ffmpeg, the Asterisk prompts,
 # KenLM's build deps, espeak/festival/flite for the voices and timing calibration).
@@ -36,7 +36,7 @@ asr synth "$DATA/synthetic" --text "$DATA/tts-sentences.txt" --hours-train "$SYN
 asr synth "$DATA/piper" --text "$DATA/tts-sentences.txt" --hours-train "$PIPER_HOURS" --hours-dev 0 \
     --hours-test 0 --engines piper --seed 1 --jobs "$(nproc)" --no-progress
 
-# 2d. The bundled model: R1 widened to $HIDDEN units, trained on real + synthetic speech
+# 2d. M1: R1 widened to $HIDDEN units, trained on real + synthetic speech
 # shellcheck disable=SC2086
 asr train --train "$REAL/train.jsonl" "$DATA/synthetic/train" "$DATA/piper/train" --dev "$REAL/dev.jsonl" \
     --out "$EXP/mix" --init "$EXP/r1/best.pt" --hidden "$HIDDEN" --exclude "${held_out[@]}" \
@@ -44,10 +44,19 @@ asr train --train "$REAL/train.jsonl" "$DATA/synthetic/train" "$DATA/piper/train
     --batch-seconds "$BATCH_SECONDS" --eq-prob "$EQ_PROB" --reverb-prob "$REVERB_PROB" \
     --rir-bank "$DATA/rirs.npz" --noise "$NOISE" --codec-prob "$CODEC_PROB" --precision "$PRECISION" \
     --seed "$MIX_SEED" --num-workers 1
+
+# 2e. The bundled model: 2d's last checkpoint (full dev with the LM chose it over best.pt: assets/MODEL.md)
+# trained further at a lower rate with frequency warping (VTLP) and more channel and codec augmentation
+# shellcheck disable=SC2086
+asr train --train "$REAL/train.jsonl" "$DATA/synthetic/train" "$DATA/piper/train" --dev "$REAL/dev.jsonl" \
+    --out "$EXP/more" --init "$EXP/mix/last.pt" --exclude "${held_out[@]}" "$DATA/exclude/asterisk-prompts.txt" \
+    --repeat $REPEAT --epochs 8 --max-steps "$MORE_STEPS" --lr "$MORE_LR" --warmup-steps 100 \
+    --batch-seconds "$BATCH_SECONDS" --freq-warp "$FREQ_WARP" --eq-prob "$MORE_EQ_PROB" \
+    --reverb-prob "$REVERB_PROB" --rir-bank "$DATA/rirs.npz" --noise "$NOISE" --codec-prob "$MORE_CODEC_PROB" \
+    --precision "$PRECISION" --seed "$MORE_SEED" --num-workers 1
 model="$EXP/model.pt"
-# The run's last checkpoint (full dev with the LM chose it over best.pt, which the 400-clip greedy WER picks:
-# assets/MODEL.md); `asr average` of one checkpoint is that model.
-[ -f "$model" ] || { asr average "$EXP/mix/last.pt" -o "$model.tmp.pt" && asr calibrate-timing "$model.tmp.pt" \
+# Its last checkpoint; `asr average` of one checkpoint is that model, as a model file.
+[ -f "$model" ] || { asr average "$EXP/more/last.pt" -o "$model.tmp.pt" && asr calibrate-timing "$model.tmp.pt" \
     && mv "$model.tmp.pt" "$model"; }
 
 # 3. The LM: Gutenberg + training transcripts, every held-out sentence removed (LM.md)
