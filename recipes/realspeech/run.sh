@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Real-speech recipe: the Asterisk test set -> fine-tune the synthetic-voice model on the real speech (R1)
 # -> synthetic voices reading Gutenberg sentences -> R1 widened and trained on real + synthetic speech (M1)
-# -> more steps with frequency warping and channel augmentation (M2, bundled) -> calibrate word timing -> the Gutenberg word LM (dev/test sentences removed) -> tune its weights on dev ->
-# evaluate everything beside PocketSphinx. Every stage resumes or is skipped when its output exists.
+# -> more steps with frequency warping and channel augmentation (M2, bundled) -> calibrate word timing ->
+# the Gutenberg word LM (dev/test sentences removed) -> tune its weights on dev -> evaluate everything
+# beside PocketSphinx. Every stage resumes or is skipped when its output exists.
 # Needs `pip install -e '.[train,dev,piper]'` and .ci/install's apt packages (ffmpeg, the Asterisk prompts,
 # KenLM's build deps, espeak/festival/flite for the voices and timing calibration).
 set -euo pipefail
