@@ -6,6 +6,7 @@ neither espeak-ng nor a training run, and its transcripts are deterministic garb
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr.apps.batch import AUDIO_EXTENSIONS, WORKER_NAME, Found, plan_outputs
+from asr.apps.batch import AUDIO_EXTENSIONS, WORKER_NAME, Found, Job, WorkerSpec, plan_outputs, run_processes
 from asr.apps.cli import main
 
 SUMMARY = "asr: {files} files: {done} transcribed, {skipped} skipped (output exists), {failed} failed"
@@ -122,6 +123,30 @@ def test_parallel_workers_print_the_same_in_input_order(tiny_model, tmp_path, ca
         runs[jobs] = stdout, {p.relative_to(out): p.read_bytes() for p in out.rglob("*.json")}
     assert runs["1"] == runs["2"]
     assert len(runs["2"][0]) == 5
+
+
+@dataclasses.dataclass
+class _SecondLoadsSlowly(WorkerSpec):
+    """The first worker to load is fast; the second waits until it has done every other file and left."""
+    marker: str = ""
+
+    def build(self):
+        try:
+            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            time.sleep(3)
+        return super().build()
+
+
+def test_workers_are_counted_when_a_fast_one_is_done_before_a_slow_one_loads(tiny_model, tmp_path):
+    paths = []
+    for i in range(5):
+        paths.append(tmp_path / f"{i}.wav")
+        sf.write(paths[-1], noise(0.3, i), 16000)
+    spec = _SecondLoadsSlowly(model=str(tiny_model), marker=str(tmp_path / "first"))
+    events = list(run_processes([Job(i, str(p)) for i, p in enumerate(paths)], spec, workers=2))
+    assert [e for e in events if e[0] == "ready"] == [("ready", 2)]
+    assert sorted(e[1].index for e in events if e[0] == "done") == list(range(5))
 
 
 def test_exit_codes_and_bad_input(tiny_model, tmp_path, capsys):
