@@ -37,24 +37,22 @@ asr synth "$DATA/synthetic" --text "$DATA/tts-sentences.txt" --hours-train "$SYN
 asr synth "$DATA/piper" --text "$DATA/tts-sentences.txt" --hours-train "$PIPER_HOURS" --hours-dev 0 \
     --hours-test 0 --engines piper --seed 1 --jobs "$(nproc)" --no-progress
 
-# 2d. M1: R1 widened to $HIDDEN units, trained on real + synthetic speech
-# shellcheck disable=SC2086
-asr train --train "$REAL/train.jsonl" "$DATA/synthetic/train" "$DATA/piper/train" --dev "$REAL/dev.jsonl" \
-    --out "$EXP/mix" --init "$EXP/r1/best.pt" --hidden "$HIDDEN" --exclude "${held_out[@]}" \
-    "$DATA/exclude/asterisk-prompts.txt" --repeat $REPEAT --epochs 8 --max-steps "$MIX_STEPS" --lr "$MIX_LR" \
-    --batch-seconds "$BATCH_SECONDS" --eq-prob "$EQ_PROB" --reverb-prob "$REVERB_PROB" \
-    --rir-bank "$DATA/rirs.npz" --noise "$NOISE" --codec-prob "$CODEC_PROB" --precision "$PRECISION" \
-    --seed "$MIX_SEED" --num-workers 1
+# 2d-2e train on the same mix: real + synthetic speech, real noise, simulated rooms
+# shellcheck disable=SC2206
+mix=(--train "$REAL/train.jsonl" "$DATA/synthetic/train" "$DATA/piper/train" --dev "$REAL/dev.jsonl"
+     --exclude "${held_out[@]}" "$DATA/exclude/asterisk-prompts.txt" --repeat $REPEAT --epochs 8
+     --batch-seconds "$BATCH_SECONDS" --reverb-prob "$REVERB_PROB" --rir-bank "$DATA/rirs.npz" --noise "$NOISE"
+     --precision "$PRECISION" --num-workers 1)
+
+# 2d. M1: R1 widened to $HIDDEN units
+asr train "${mix[@]}" --out "$EXP/mix" --init "$EXP/r1/best.pt" --hidden "$HIDDEN" --max-steps "$MIX_STEPS" \
+    --lr "$MIX_LR" --eq-prob "$EQ_PROB" --codec-prob "$CODEC_PROB" --seed "$MIX_SEED"
 
 # 2e. The bundled model: 2d's last checkpoint (full dev with the LM chose it over best.pt: assets/MODEL.md)
 # trained further at a lower rate with frequency warping (VTLP) and more channel and codec augmentation
-# shellcheck disable=SC2086
-asr train --train "$REAL/train.jsonl" "$DATA/synthetic/train" "$DATA/piper/train" --dev "$REAL/dev.jsonl" \
-    --out "$EXP/more" --init "$EXP/mix/last.pt" --exclude "${held_out[@]}" "$DATA/exclude/asterisk-prompts.txt" \
-    --repeat $REPEAT --epochs 8 --max-steps "$MORE_STEPS" --lr "$MORE_LR" --warmup-steps 100 \
-    --batch-seconds "$BATCH_SECONDS" --freq-warp "$FREQ_WARP" --eq-prob "$MORE_EQ_PROB" \
-    --reverb-prob "$REVERB_PROB" --rir-bank "$DATA/rirs.npz" --noise "$NOISE" --codec-prob "$MORE_CODEC_PROB" \
-    --precision "$PRECISION" --seed "$MORE_SEED" --num-workers 1
+asr train "${mix[@]}" --out "$EXP/more" --init "$EXP/mix/last.pt" --max-steps "$MORE_STEPS" --lr "$MORE_LR" \
+    --warmup-steps 100 --freq-warp "$FREQ_WARP" --eq-prob "$MORE_EQ_PROB" --codec-prob "$MORE_CODEC_PROB" \
+    --seed "$MORE_SEED"
 model="$EXP/model.pt"
 # Its last checkpoint; `asr average` of one checkpoint is that model, as a model file.
 [ -f "$model" ] || { asr average "$EXP/more/last.pt" -o "$model.tmp.pt" && asr calibrate-timing "$model.tmp.pt" \

@@ -10,18 +10,18 @@ drops a clip that speaks one of them anyway, but removing them here keeps the sy
 from __future__ import annotations
 
 import argparse
-import lzma
 import random
 import sys
 from pathlib import Path
 
 from asr.training.data import held_out_sentences
+from asr.training.kenlm import open_text
 from asr.utils import atomic_write
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("text", type=Path, help="normalized sentences, one per line (.xz or plain)")
+    p.add_argument("text", type=Path, help="normalized sentences, one per line (.xz, .gz, .bz2 or plain)")
     p.add_argument("out", type=Path)
     p.add_argument("--exclude", nargs="*", default=[], metavar="HELD_OUT")
     p.add_argument("--fraction", type=float, default=0.02, help="share of the eligible lines kept (default 0.02)")
@@ -31,9 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     held = held_out_sentences(args.exclude)
     rng = random.Random(args.seed)
-    opener = lzma.open if args.text.suffix == ".xz" else open
     kept, dropped = [], 0
-    with opener(args.text, "rt", encoding="utf-8") as f:
+    with open_text(args.text) as f:
         for line in f:
             s = line.strip()
             if not args.min_words <= len(s.split()) <= args.max_words:
