@@ -254,8 +254,30 @@ def test_repeat_upsamples_a_source(tmp_path, capsys):
     run_train_cli(["--train", str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "run"), *SMALL, "--epochs", "1",
                    "--repeat", "sentences=3"])
     assert "5 train utterances" in capsys.readouterr().err  # 2 + 3 x 1
-    with pytest.raises(SystemExit):
-        main(["train", "--train", str(tmp_path / "m.jsonl"), "--repeat", "sentences"])
+    for bad in ("sentences", "sentences=0", "sentences=-1", "sentences=x", "=2"):
+        with pytest.raises(SystemExit):
+            main(["train", "--train", str(tmp_path / "m.jsonl"), "--repeat", bad])
+
+
+def test_fractional_repeat_keeps_or_adds_a_seeded_share_of_a_source():
+    from asr.training.data import Utterance
+    from asr.training.train import repeat_sources
+
+    utts = [Utterance(id=f"{s}{i}", path=f"{s}{i}.wav", text="x", duration=1.0, speaker="", source=s)
+            for s, n in (("words", 40), ("sentences", 10)) for i in range(n)]
+    half = repeat_sources(utts, {"words": 0.5}, seed=1)
+    kept = [u.id for u in half if u.source == "words"]
+    assert len(kept) == 20 and len(set(kept)) == 20  # a half, each once
+    assert [u.id for u in half if u.source == "sentences"] == [f"sentences{i}" for i in range(10)]  # untouched
+    assert [u.id for u in repeat_sources(utts, {"words": 0.5}, seed=1)] == [u.id for u in half]  # seeded
+    assert kept != [u.id for u in repeat_sources(utts, {"words": 0.5}, seed=2) if u.source == "words"]
+    ids = [u.id for u in repeat_sources(utts, {"sentences": 2.5, "words": 1}, seed=0)]
+    counts = {i: ids.count(i) for i in set(ids) if i.startswith("sentences")}
+    assert sorted(counts.values()) == [2] * 5 + [3] * 5  # every clip twice, a seeded half a third time
+    assert ids.count("words0") == 1 and len(ids) == 40 + 25
+    # whole numbers are plain copies, in manifest order (what the recipes' --repeat 2 always did)
+    assert [u.id for u in repeat_sources(utts, {"sentences": 2}, seed=5)] == \
+        [u.id for u in utts for _ in range(2 if u.source == "sentences" else 1)]
 
 
 def test_peer_transcripts_are_cached_by_audio_content(tmp_path):

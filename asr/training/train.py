@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -29,6 +29,9 @@ from ..model import AcousticModel, ModelConfig, atomic_torch_save, widen_hidden,
 from ..tokenizer import Tokenizer
 from ..utils import atomic_path
 
+if TYPE_CHECKING:
+    from .data import Utterance
+
 
 @dataclass
 class TrainConfig:
@@ -38,7 +41,8 @@ class TrainConfig:
     # Held-out sets (manifests, folders, text files): training utterances that speak one of their sentences
     # (2+ words; single words such as digits and commands are vocabulary, not sentences) are dropped.
     exclude: list[str] = field(default_factory=list)
-    repeat: dict[str, int] = field(default_factory=dict)  # {manifest source: times per epoch}, e.g. upsampling
+    # {manifest source: times per epoch}: 2 upsamples; 0.5 keeps a seeded half (the same half every epoch)
+    repeat: dict[str, float] = field(default_factory=dict)
     epochs: int = 20
     max_steps: int = 0  # stop after this many optimizer steps in total (0 = no limit)
     batch_seconds: float = 160.0  # padded audio seconds per batch (per process)
@@ -205,8 +209,8 @@ def train(cfg: TrainConfig) -> dict:
         kept = [u for u in train_utts if u.text not in held]
         log(f"--exclude: {len(train_utts) - len(kept)} training utterances speak a held-out sentence; dropped")
         train_utts = kept
-    if cfg.repeat:  # upsampling: utterances of these sources appear N times per epoch
-        train_utts = [u for u in train_utts for _ in range(cfg.repeat.get(u.source, 1))]
+    if cfg.repeat:
+        train_utts = repeat_sources(train_utts, cfg.repeat, cfg.seed)
     dev_utts = load_manifest(cfg.dev)[: cfg.dev_max_utterances] if cfg.dev else []
     if not train_utts:
         raise SystemExit(f"asr train: no usable training utterances in {cfg.train}")
@@ -385,7 +389,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
     p.add_argument("--speeds", type=float, nargs="*", default=d.speeds)
     p.add_argument("--repeat", nargs="*", default=[], metavar="SOURCE=N", type=_repeat_spec,
-                   help="upsample: utterances whose manifest `source` is SOURCE appear N times per epoch")
+                   help="utterances whose manifest `source` is SOURCE appear N times per epoch: 2 upsamples, "
+                        "1.5 adds a seeded half, 0.5 keeps a seeded half")
     p.add_argument("--snr-db", type=float, nargs=2, default=d.snr_db, metavar=("LOW", "HIGH"),
                    help="signal-to-noise ratio range of added noise (default %(default)s)")
     p.add_argument("--noise", nargs="*", default=[], metavar="PATH",
@@ -407,11 +412,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default 0); with --init, widens the model's look-ahead to this, starting from the same function")
 
 
-def _repeat_spec(spec: str) -> tuple[str, int]:
+def repeat_sources(utts: Sequence[Utterance], repeat: dict[str, float], seed: int) -> list[Utterance]:
+    """Each utterance of source S appears repeat[S] times per epoch (default 1): the whole part as copies,
+    the fraction as a seeded sample of that source (1.5: every clip once, a seeded half twice)."""
+    rng = random.Random(seed)
+    extra: set[int] = set()
+    for source, times in sorted(repeat.items()):
+        members = [i for i, u in enumerate(utts) if u.source == source]
+        extra.update(rng.sample(members, round((times % 1) * len(members))))
+    return [u for i, u in enumerate(utts) for _ in range(int(repeat.get(u.source, 1)) + (i in extra))]
+
+
+def _repeat_spec(spec: str) -> tuple[str, float]:
     source, _, n = spec.rpartition("=")
-    if not source or not n.isdigit() or int(n) < 1:
-        raise argparse.ArgumentTypeError(f"{spec!r}: expected SOURCE=N with N >= 1")
-    return source, int(n)
+    try:
+        times = float(n)
+    except ValueError:
+        times = -1.0
+    if not source or not 0 < times < float("inf"):
+        raise argparse.ArgumentTypeError(f"{spec!r}: expected SOURCE=N with N > 0 (0.5 keeps a seeded half)")
+    return source, times
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
