@@ -56,7 +56,7 @@ def test_realspeech_recipe_runs_every_stage(tmp_path):
     atomic_torch_save(AcousticModel(ModelConfig(hidden=32, layers=1)).checkpoint(), init)
 
     env = dict(os.environ, SHARED=str(shared), DATA=str(data), EXP=str(exp), INIT=str(init), EPOCHS="1",
-               BATCH_SECONDS="20", PRECISION="fp32", VOCAB_MIN_COUNT="1", BEAM="8", TTS_FRACTION="1",
+               BATCH_SECONDS="20", PRECISION="auto", VOCAB_MIN_COUNT="1", BEAM="8", TTS_FRACTION="1",
                SYNTH_HOURS="0.004", PIPER_HOURS="0.003", HIDDEN="48", MIX_STEPS="3", MORE_STEPS="2",
                REVERB_PROB="0")
     proc = subprocess.run(["bash", "recipes/realspeech/run.sh"], cwd=ROOT, env=env, capture_output=True, text=True,

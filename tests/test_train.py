@@ -293,3 +293,15 @@ def test_peer_transcripts_are_cached_by_audio_content(tmp_path):
     assert cache(b) == "100 samples" and cache.computed
     assert calls == [100, 100]
     assert PeerCache(lambda w: "other", "another-peer", tmp_path)(a) == "other"  # caches are per peer
+
+
+def test_precision_auto_is_bf16_only_on_a_cpu_with_native_bf16():
+    from asr.training.train import resolve_precision
+
+    assert resolve_precision("auto", {"avx2", "avx512f", "avx512_bf16"}) == "bf16"
+    assert resolve_precision("auto", {"avx2", "amx_bf16", "amx_tile"}) == "bf16"
+    # AVX2 only (e.g. AMD Zen 3): bf16 autocast is emulated there and was ~10x slower
+    assert resolve_precision("auto", {"avx2", "fma", "f16c"}) == "fp32"
+    assert resolve_precision("auto", {"avx512f", "avx512bw"}) == "fp32"
+    assert resolve_precision("bf16", set()) == "bf16" and resolve_precision("fp32", {"amx_bf16"}) == "fp32"
+    assert resolve_precision("auto") in ("bf16", "fp32")  # this machine's /proc/cpuinfo (or none)

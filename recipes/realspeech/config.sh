@@ -8,13 +8,13 @@ EXP=${EXP:-exp/realspeech}                          # checkpoints, history.json,
 INIT=${INIT:-$EXP/synthetic.pt}                   # start from the synthetic-voice model ("" = from scratch);
 #   missing: taken from git (the bundled model before the real-speech one, docs/synthetic-model.md)
 SEED=${SEED:-1}
-# Stage 2a, R1: fine-tune on all 9.2 h of real training speech, bf16 autocast (as good as fp32 here, ~2x faster).
+# Stage 2a, R1: fine-tune on all 9.2 h of real training speech; bf16 autocast where native (as good as fp32).
 EPOCHS=${EPOCHS:-9}                                  # 2,979 steps of 160 s batches
 LR=${LR:-1e-3}
 BATCH_SECONDS=${BATCH_SECONDS:-160}
 EQ_PROB=${EQ_PROB:-0.3}                             # random band limits + peaking EQ
 REVERB_PROB=${REVERB_PROB:-0.3}                     # synthetic room tail
-PRECISION=${PRECISION:-bf16}
+PRECISION=${PRECISION:-auto}                        # bf16 where the CPU has it natively (2x faster), else fp32
 # Stage 2b-2d, the bundled model: R1 widened to HIDDEN units, then trained on the real speech (sentence
 # sources repeated) + synthetic voices reading Gutenberg sentences (eSpeak NG, Festival, Flite, Piper).
 TTS_FRACTION=${TTS_FRACTION:-0.02}                  # share of the 6-20-word Gutenberg lines read by the voices
