@@ -6,7 +6,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator, Union
+from typing import IO, Iterator, Optional, Union
 
 
 @contextmanager
@@ -31,3 +31,15 @@ def atomic_write(path: Union[str, Path], mode: str = "w") -> Iterator[IO]:
     with atomic_path(path) as tmp:
         with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f
+
+
+def cpuinfo_field(name: str) -> Optional[str]:
+    """The first `name : value` line of Linux's /proc/cpuinfo ("model name", "flags"); None elsewhere."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, sep, value = line.partition(":")
+            if sep and key.strip() == name:
+                return value.strip()
+    except OSError:
+        pass
+    return None

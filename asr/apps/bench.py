@@ -31,6 +31,7 @@ import torch
 
 from ..features import SAMPLE_RATE, LogMel, StreamingLogMel
 from ..model import AcousticModel, ModelConfig
+from ..utils import cpuinfo_field
 
 CHUNK_MS = (40, 80, 160, 320)
 GRU, INT8, LSTM, PS = "GRU fp32", "GRU int8", "LSTM fp32", "PocketSphinx"
@@ -356,14 +357,7 @@ def batch_throughput(model: AcousticModel, waves: list[np.ndarray], workers: int
 
 
 def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpuinfo_field("model name") or platform.processor() or platform.machine()
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
             "quantized_engine": torch.backends.quantized.engine, "load_avg_start": list(os.getloadavg())}
 

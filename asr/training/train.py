@@ -27,7 +27,7 @@ from ..features import LogMel, RunningStats, batch_lengths
 from .augment import WaveformAugment, frequency_warp, spec_augment
 from ..model import AcousticModel, ModelConfig, atomic_torch_save, widen_hidden, widen_lookahead
 from ..tokenizer import Tokenizer
-from ..utils import atomic_path
+from ..utils import atomic_path, cpuinfo_field
 
 if TYPE_CHECKING:
     from .data import Utterance
@@ -421,15 +421,8 @@ def resolve_precision(precision: str, cpu_flags: Optional[set[str]] = None) -> s
     """'auto' -> 'bf16' on a CPU with native bf16 instructions, else 'fp32'; other values unchanged."""
     if precision != "auto":
         return precision
-    if cpu_flags is None:
-        cpu_flags = set()
-        try:  # Linux; elsewhere fp32, the safe choice
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("flags"):
-                    cpu_flags = set(line.partition(":")[2].split())
-                    break
-        except OSError:
-            pass
+    if cpu_flags is None:  # not Linux: no flags, so fp32, the safe choice
+        cpu_flags = set((cpuinfo_field("flags") or "").split())
     return "bf16" if cpu_flags & {"avx512_bf16", "amx_bf16"} else "fp32"
 
 
