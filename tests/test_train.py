@@ -132,6 +132,21 @@ def test_asr_eval_reports_known_wer(overfit, tmp_path, capsys):
         (refs[0], overfit["texts"][0], 1), (refs[1], overfit["texts"][1], 0)]
 
 
+def test_asr_eval_with_no_readable_clip_fails_with_one_line(overfit, tmp_path, capsys, caplog):
+    # A manifest copied away from its audio: every relative path is missing. Each clip is reported and
+    # the command ends with one clear error, not a traceback from scoring nothing.
+    # With durations in the manifest, the files are first opened when the batches are read.
+    manifest = tmp_path / "moved.jsonl"
+    manifest.write_text("".join(json.dumps({"id": f"u{i}", "path": f"clips/u{i}.flac", "text": "hello",
+                                            "duration": 1.5}) + "\n" for i in range(2)))
+    report = tmp_path / "errors.jsonl"
+    assert main(["eval", "--no-lm", "--model", str(overfit["path"]), str(manifest), "--output", str(report)]) == 1
+    assert sum("u0.flac" in m or "u1.flac" in m for m in caplog.messages) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "none of the 2 utterances" in err[-1] and str(manifest) in err[-1] and "Traceback" not in "".join(err)
+    assert not report.exists()
+
+
 def test_asr_eval_side_by_side_with_pocketsphinx_by_group(monkeypatch, overfit, tmp_path, capsys):
     pytest.importorskip("pocketsphinx")
     chapter = tmp_path / "corpus" / "7" / "1"

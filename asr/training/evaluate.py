@@ -198,6 +198,8 @@ def evaluate(model: AcousticModel, sources: Sequence[str], output: Optional[Path
                 peer_audio += wav.size / SAMPLE_RATE
             row["peer_errors"] = utterance_errors(ref, row["peer_hyp"])["errors"]
         rows.append(row)
+    if not rows:  # every file failed to load (each already reported): nothing to score
+        raise ValueError(f"none of the {len(utts)} utterances in {', '.join(map(str, sources))} could be read")
     if output is not None:
         write_jsonl_atomic(rows, output)
     audio = sum(u.duration for u in utts if u.id in hyps)
