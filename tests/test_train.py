@@ -1,5 +1,6 @@
 """Training loop: outputs, exact resume after kill -9, DDP with two processes, evaluation numbers."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -217,12 +218,12 @@ def test_fine_tune_starts_from_the_init_model(tiny_corpus, tmp_path):
     init = AcousticModel.load(base / "best.pt")
     out = tmp_path / "tuned"
     # lr 0: the fine-tuned weights must be exactly the initial ones; a smaller --hidden is ignored (the init's
-    # config wins)
+    # config wins), a given --dropout replaces the init's (a training setting, not architecture)
     run_train_cli(["--train", str(tiny_corpus), "--out", str(out), "--init", str(base / "best.pt"), "--lr", "0",
-                   "--hidden", "32", "--epochs", "1", "--num-workers", "0", "--threads", "1",
+                   "--hidden", "32", "--dropout", "0.3", "--epochs", "1", "--num-workers", "0", "--threads", "1",
                    "--batch-seconds", "6", "--reverb-prob", "1", "--eq-prob", "1"])
     tuned = AcousticModel.load(out / "best.pt")
-    assert tuned.config == init.config
+    assert init.config.dropout != 0.3 and tuned.config == dataclasses.replace(init.config, dropout=0.3)
     for name, tensor in init.state_dict().items():
         assert torch.equal(tensor, tuned.state_dict()[name]), name
     # --lookahead widens the init model; at lr 0 it still computes the init model's function
@@ -231,6 +232,7 @@ def test_fine_tune_starts_from_the_init_model(tiny_corpus, tmp_path):
                    "--lookahead", "2", "--epochs", "1", "--num-workers", "0", "--threads", "1", "--batch-seconds", "6"])
     wide = AcousticModel.load(wide_out / "best.pt")
     assert wide.config.lookahead == 2 and init.config.lookahead == 0
+    assert wide.config.dropout == init.config.dropout  # no --dropout: the init's
     feats = torch.randn(1, 90, init.config.n_mels) + init.normalizer.mean
     with torch.no_grad():
         torch.testing.assert_close(wide(feats)[0], init(feats)[0], atol=1e-6, rtol=0)

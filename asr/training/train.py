@@ -219,7 +219,12 @@ def train(cfg: TrainConfig) -> dict:
         init = widen_lookahead(init, cfg.model["lookahead"])  # same function at step 0; training learns the future
     if init is not None and cfg.model.get("hidden", 0) > init.config.hidden:
         init = widen_hidden(init, cfg.model["hidden"], seed=cfg.seed)  # same function at step 0, more capacity
-    model_cfg = init.config if init is not None else ModelConfig(**cfg.model)
+    if init is None:
+        model_cfg = ModelConfig(**{k: v for k, v in cfg.model.items() if v is not None})
+    else:
+        # The init's architecture wins; dropout is only a training setting, so a given one replaces the init's.
+        given = cfg.model.get("dropout")
+        model_cfg = init.config if given is None else dataclasses.replace(init.config, dropout=given)
     tokenizer = Tokenizer(model_cfg.vocab)
     model = AcousticModel(model_cfg)
 
@@ -405,13 +410,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="bf16 autocast was 2x faster where the CPU has native bf16 (AVX512-BF16, AMX) and ~10x "
                         "slower where it has not; auto picks it only where it is native (default %(default)s)")
     p.add_argument("--init", default="", metavar="MODEL",
-                   help="fine-tune: start from this model (e.g. assets/model.pt); --layers/--stack/--dropout are ignored")
+                   help="fine-tune: start from this model (e.g. assets/model.pt); --layers/--stack are ignored")
     p.add_argument("--hidden", type=int, default=None,
                    help=f"GRU units per layer (default {ModelConfig.hidden}); with --init, a larger value widens the "
                         "model to it, starting from the same function")
     p.add_argument("--layers", type=int, default=ModelConfig.layers)
     p.add_argument("--stack", type=int, default=ModelConfig.stack)
-    p.add_argument("--dropout", type=float, default=ModelConfig.dropout)
+    p.add_argument("--dropout", type=float, default=None,
+                   help=f"between GRU layers (default {ModelConfig.dropout}, or the --init model's)")
     p.add_argument("--lookahead", type=int, default=ModelConfig.lookahead,
                    help="future steps (stack x 10 ms each) every output step sees: that much more latency "
                         "(default 0); with --init, widens the model's look-ahead to this, starting from the same function")
