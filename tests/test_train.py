@@ -322,3 +322,27 @@ def test_precision_auto_is_bf16_only_on_a_cpu_with_native_bf16():
     assert resolve_precision("auto", {"avx512f", "avx512bw"}) == "fp32"
     assert resolve_precision("bf16", set()) == "bf16" and resolve_precision("fp32", {"amx_bf16"}) == "fp32"
     assert resolve_precision("auto") in ("bf16", "fp32")  # this machine's /proc/cpuinfo (or none)
+
+
+def test_spec_augment_settings_come_from_the_command_line():
+    import argparse
+
+    from asr.training.augment import spec_augment
+    from asr.training.train import add_arguments, config_from_args
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    default = config_from_args(p.parse_args(["--train", "x"]))
+    assert (default.freq_masks, default.freq_mask_width, default.time_masks, default.time_mask_width) == (2, 12, 2, 25)
+    cfg = config_from_args(p.parse_args(["--train", "x", "--spec-augment", "1", "5", "0", "0"]))
+    assert (cfg.freq_masks, cfg.freq_mask_width, cfg.time_masks, cfg.time_mask_width) == (1, 5, 0, 0)
+    feats = torch.randn(3, 200, 80)
+    lengths = torch.tensor([200, 150, 100])
+    out = spec_augment(feats, lengths, cfg, torch.Generator().manual_seed(0))
+    changed = (out != feats).any(dim=1)  # (utterance, mel bin): masked anywhere in time
+    assert changed.any() and int(changed.sum(dim=1).max()) <= 5  # one band of at most 5 bins each
+    assert ((out != feats).any(dim=2) == (out != feats).any(dim=2)[:, :1]).all()  # no time masks: all frames alike
+    off = config_from_args(p.parse_args(["--train", "x", "--spec-augment", "0", "0", "0", "0"]))
+    assert torch.equal(spec_augment(feats, lengths, off, torch.Generator().manual_seed(0)), feats)
+    with pytest.raises(SystemExit):
+        config_from_args(p.parse_args(["--train", "x", "--spec-augment", "2", "-1", "2", "25"]))

@@ -396,6 +396,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                  "reverb_prob", "eq_prob", "codec_prob"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
     p.add_argument("--speeds", type=float, nargs="*", default=d.speeds)
+    p.add_argument("--spec-augment", type=int, nargs=4, default=None,
+                   metavar=("FREQ_MASKS", "FREQ_WIDTH", "TIME_MASKS", "TIME_WIDTH"),
+                   help="SpecAugment masks per utterance and their largest widths in mel bins and 10 ms frames "
+                        f"(default {d.freq_masks} {d.freq_mask_width} {d.time_masks} {d.time_mask_width}; "
+                        "0 0 0 0 turns it off)")
     p.add_argument("--repeat", nargs="*", default=[], metavar="SOURCE=N", type=_repeat_spec,
                    help="utterances whose manifest `source` is SOURCE appear N times per epoch: 2 upsamples, "
                         "1.5 adds a seeded half, 0.5 keeps a seeded half")
@@ -458,6 +463,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     names = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "repeat"}
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
     cfg.repeat = dict(args.repeat)
+    if args.spec_augment is not None:
+        if min(args.spec_augment) < 0:
+            raise SystemExit(f"--spec-augment {' '.join(map(str, args.spec_augment))}: counts and widths must be >= 0")
+        cfg.freq_masks, cfg.freq_mask_width, cfg.time_masks, cfg.time_mask_width = args.spec_augment
     cfg.model = {"layers": args.layers, "stack": args.stack, "dropout": args.dropout, "lookahead": args.lookahead}
     if args.hidden:  # only when given: with --init, it asks for widening
         cfg.model["hidden"] = args.hidden
